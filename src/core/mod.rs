@@ -1,0 +1,12 @@
+//! The routing core: the decision and the traits it needs from the world.
+//! It imports none of tonic, sqlx, redis, async-nats or axum.
+
+pub mod clock;
+pub mod draw;
+pub mod error;
+pub mod health;
+pub mod model;
+pub mod numbering;
+pub mod ports;
+pub mod prefix;
+pub mod sender;

@@ -1,0 +1,243 @@
+//! Normalises destinations to E.164 with libphonenumber's metadata, read by
+//! the `rlibphonenumber` port.
+//!
+//! The port compiles each metadata pattern once, on first use, and keeps it in
+//! a lock-free cell; [`warm_up`] touches every region at start so that the
+//! request path never pays for a compilation and never takes a lock.
+
+use std::fmt;
+
+use rlibphonenumber::{PhoneNumberFormat, PhoneNumberType, Region, PHONE_NUMBER_UTIL};
+
+/// Longest destination text read at all; anything longer is refused unread.
+const MAX_INPUT_LEN: usize = 64;
+
+/// A destination in E.164 form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Destination {
+    /// `+` and digits.
+    pub e164: String,
+    pub country_code: u16,
+}
+
+impl Destination {
+    /// The digits after `+`.
+    pub fn digits(&self) -> &str {
+        &self.e164[1..]
+    }
+}
+
+/// Why a destination was refused, in words a caller can act on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    #[error("destination is empty")]
+    Empty,
+    #[error("destination is longer than {MAX_INPUT_LEN} characters")]
+    TooLong,
+    #[error("destination has a character that is not part of a phone number: {0:?}")]
+    BadCharacter(char),
+    #[error("destination region {0:?} is not an ISO 3166 region libphonenumber knows")]
+    UnknownRegion(String),
+    #[error("destination could not be read as a phone number: {0}")]
+    Unparsable(String),
+    #[error("destination {0} is not a valid number by libphonenumber's metadata")]
+    NotValid(String),
+}
+
+/// Reads `input` as the routing rules describe: formatting characters and a
+/// `tel:` scheme are ignored; with no `region` the number is international
+/// (after `+`, after `00`, or bare digits starting with the country code);
+/// with a `region` it is read as written in that region.
+pub fn normalise(input: &str, region: &str) -> Result<Destination, DestinationError> {
+    if input.len() > MAX_INPUT_LEN {
+        return Err(DestinationError::TooLong);
+    }
+    let cleaned = clean(input)?;
+
+    let region = region.trim();
+    let parsed = if region.is_empty() {
+        PHONE_NUMBER_UTIL.parse(&as_international(&cleaned), None)
+    } else {
+        let hint = parse_region(region)?;
+        PHONE_NUMBER_UTIL.parse(&cleaned, Some(hint))
+    };
+    let number = parsed.map_err(|e| DestinationError::Unparsable(e.to_string()))?;
+
+    let e164 = number.format_as(PhoneNumberFormat::E164).to_string();
+    if !number.is_valid() {
+        return Err(DestinationError::NotValid(e164));
+    }
+    let country_code =
+        u16::try_from(number.country_code).map_err(|_| DestinationError::NotValid(e164.clone()))?;
+    Ok(Destination { e164, country_code })
+}
+
+/// Strips the scheme and formatting, leaving an optional `+` and digits.
+fn clean(input: &str) -> Result<String, DestinationError> {
+    let mut text = input.trim();
+    if text.len() >= 4 && text[..4].eq_ignore_ascii_case("tel:") {
+        text = &text[4..];
+        // RFC 3966 parameters (`;phone-context=…`) follow the number.
+        text = text.split(';').next().unwrap_or_default();
+    }
+
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            '+' if out.is_empty() => out.push(c),
+            ' ' | '\t' | '-' | '.' | '(' | ')' | '\u{a0}' => {}
+            other => return Err(DestinationError::BadCharacter(other)),
+        }
+    }
+    if out.is_empty() || out == "+" {
+        return Err(DestinationError::Empty);
+    }
+    Ok(out)
+}
+
+/// Gives an international number its `+`: `00…` and bare digits both start
+/// with the country code.
+fn as_international(cleaned: &str) -> String {
+    if cleaned.starts_with('+') {
+        cleaned.to_owned()
+    } else if let Some(rest) = cleaned.strip_prefix("00") {
+        format!("+{rest}")
+    } else {
+        format!("+{cleaned}")
+    }
+}
+
+fn parse_region(region: &str) -> Result<Region, DestinationError> {
+    let unknown = || DestinationError::UnknownRegion(region.to_owned());
+    if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err(unknown());
+    }
+    let upper = region.to_ascii_uppercase();
+    let parsed: Region = upper.parse().map_err(|_| unknown())?;
+    let supported = PHONE_NUMBER_UTIL
+        .get_supported_regions()
+        .any(|r| r == parsed);
+    supported.then_some(parsed).ok_or_else(unknown)
+}
+
+/// Compiles the metadata patterns the request path uses, region by region,
+/// by reading and validating each region's example numbers.
+pub fn warm_up() -> WarmUp {
+    const TYPES: [PhoneNumberType; 4] = [
+        PhoneNumberType::Mobile,
+        PhoneNumberType::FixedLine,
+        PhoneNumberType::TollFree,
+        PhoneNumberType::VoIP,
+    ];
+    let mut report = WarmUp::default();
+
+    for region in PHONE_NUMBER_UTIL.get_supported_regions() {
+        report.regions += 1;
+        let code = region.to_string();
+        for kind in TYPES {
+            let Ok(example) =
+                PHONE_NUMBER_UTIL.get_example_number_for_type_and_region(region, kind)
+            else {
+                continue;
+            };
+            let e164 = example.format_as(PhoneNumberFormat::E164).to_string();
+            let national = example.format_as(PhoneNumberFormat::National).to_string();
+            let _ = normalise(&e164, "");
+            let _ = normalise(&national, &code);
+            report.examples += 1;
+        }
+    }
+    report
+}
+
+/// What [`warm_up`] went through.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WarmUp {
+    pub regions: usize,
+    pub examples: usize,
+}
+
+impl fmt::Display for WarmUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} regions, {} example numbers",
+            self.regions, self.examples
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e164(input: &str, region: &str) -> Result<String, DestinationError> {
+        normalise(input, region).map(|d| d.e164)
+    }
+
+    #[test]
+    fn international_forms_agree() {
+        for input in [
+            "+447400123456",
+            "+44 7400 123456",
+            "00447400123456",
+            "447400123456",
+            "tel:+44-7400-123456",
+            "tel:+447400123456;phone-context=example.com",
+            "  +44 (7400) 123.456 ",
+        ] {
+            assert_eq!(e164(input, "").as_deref(), Ok("+447400123456"), "{input}");
+        }
+    }
+
+    #[test]
+    fn national_numbers_need_their_region() {
+        assert_eq!(e164("07400 123456", "GB").as_deref(), Ok("+447400123456"));
+        assert_eq!(e164("07400 123456", "gb").as_deref(), Ok("+447400123456"));
+        assert!(e164("07400 123456", "").is_err());
+    }
+
+    #[test]
+    fn numbers_reserved_for_drama_are_not_valid() {
+        // Ofcom keeps 07700 900000-900999 for fiction; no SMS can reach them.
+        assert!(matches!(
+            normalise("+447700900123", ""),
+            Err(DestinationError::NotValid(_))
+        ));
+    }
+
+    #[test]
+    fn brazilian_area_code_55_is_read_in_region() {
+        assert_eq!(
+            e164("(55) 99952-5371", "BR").as_deref(),
+            Ok("+5555999525371")
+        );
+    }
+
+    #[test]
+    fn bad_input_is_refused_with_a_reason() {
+        assert_eq!(normalise("", ""), Err(DestinationError::Empty));
+        assert_eq!(normalise("+", ""), Err(DestinationError::Empty));
+        assert_eq!(
+            normalise("+44 77x", ""),
+            Err(DestinationError::BadCharacter('x'))
+        );
+        assert!(matches!(
+            normalise("123", "ZZ"),
+            Err(DestinationError::UnknownRegion(_))
+        ));
+        assert!(matches!(normalise("+4412", ""), Err(_)));
+        assert_eq!(
+            normalise(&"1".repeat(65), ""),
+            Err(DestinationError::TooLong)
+        );
+    }
+
+    #[test]
+    fn warm_up_visits_every_region() {
+        let report = warm_up();
+        assert!(report.regions > 200, "{report}");
+        assert!(report.examples > 400, "{report}");
+    }
+}

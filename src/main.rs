@@ -1,0 +1,2 @@
+//! The routing-engine binary.
+fn main() {}
