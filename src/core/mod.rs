@@ -2,6 +2,7 @@
 //! It imports none of tonic, sqlx, redis, async-nats or axum.
 
 pub mod clock;
+pub mod decide;
 pub mod draw;
 pub mod error;
 pub mod health;
@@ -9,4 +10,6 @@ pub mod model;
 pub mod numbering;
 pub mod ports;
 pub mod prefix;
+pub mod router;
 pub mod sender;
+pub mod table;

@@ -30,6 +30,23 @@ impl<V> PrefixMap<V> {
     /// Stores `value` under `prefix` and returns the value it replaced.
     /// Characters other than digits are not allowed.
     pub fn insert(&mut self, prefix: &str, value: V) -> Result<Option<V>, NotDigits> {
+        let node = self.node_for(prefix)?;
+        Ok(self.values[node].replace(value))
+    }
+
+    /// The value stored exactly under `prefix`, inserted from `make` first
+    /// when there is none.
+    pub fn get_or_insert_with(
+        &mut self,
+        prefix: &str,
+        make: impl FnOnce() -> V,
+    ) -> Result<&mut V, NotDigits> {
+        let node = self.node_for(prefix)?;
+        Ok(self.values[node].get_or_insert_with(make))
+    }
+
+    /// The node for `prefix`, created with its path when missing.
+    fn node_for(&mut self, prefix: &str) -> Result<usize, NotDigits> {
         if !prefix.bytes().all(|b| b.is_ascii_digit()) {
             return Err(NotDigits);
         }
@@ -43,7 +60,7 @@ impl<V> PrefixMap<V> {
                 next as usize
             };
         }
-        Ok(self.values[node].replace(value))
+        Ok(node)
     }
 
     fn push_child(&mut self, node: usize, digit: usize) -> usize {
