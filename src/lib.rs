@@ -2,7 +2,17 @@
 //!
 //! - [`core`]: the routing decision, written against traits for the clock,
 //!   the table store, the cache and the health bus; no network client here.
+//! - [`source`]: reads and checks the routing files (number ranges, CSVs).
+//! - [`secret`]: a wrapper that keeps credentials out of logs and output.
+//! - `adapters` (feature `real`): the ports over PostgreSQL.
+//! - `loader` (feature `real`): checks the files, then writes them to PostgreSQL.
+#[cfg(feature = "real")]
+pub mod adapters;
 pub mod core;
+#[cfg(feature = "real")]
+pub mod loader;
+pub mod secret;
+pub mod source;
 
 /// The generated gRPC types of `proto/routing/v1/routing.proto`.
 pub mod proto {

@@ -1,0 +1,3 @@
+//! The implementations of the core's ports over real infrastructure.
+
+pub mod postgres;
