@@ -7,9 +7,12 @@
 import fs from 'node:fs';
 import * as yaml from 'js-yaml';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
-import { SealedSecret } from '@kubernetes-models/sealed-secrets/bitnami.com/v1alpha1/SealedSecret';
-import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
-import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import { SealedSecret } from
+  '@kubernetes-models/sealed-secrets/bitnami.com/v1alpha1/SealedSecret';
+import { ServiceMonitor } from
+  '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+import { PrometheusRule } from
+  '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 
 const models = {
   'cert-manager.io/v1 Certificate': Certificate,

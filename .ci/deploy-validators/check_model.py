@@ -188,7 +188,8 @@ def check_deployment(docs, where):
     check(nats.get("secretName") == "nats-credentials"
           and [i["path"] for i in nats.get("items", [])] == ["nkey.creds"],
           f"{where}: Secret nats-credentials at /run/secrets/nats/nkey.creds")
-    sources = volumes.get(mounts.get("/run/secrets/tls"), {}).get("projected", {}).get("sources", [])
+    tls_volume = volumes.get(mounts.get("/run/secrets/tls"), {})
+    sources = tls_volume.get("projected", {}).get("sources", [])
     files = {}
     for source in sources:
         for kind in ("secret", "configMap"):
@@ -306,24 +307,31 @@ def nats_block(text, name):
     return re.sub(r"#[^\n]*", "", match.group(1)) if match else ""
 
 
+def quoted(block, section):
+    match = re.search(section + r" = \{(.*?)\n  \}", block, re.S)
+    return re.findall(r'"([^"]+)"', match.group(1)) if match else []
+
+
 def check_nats(root):
+    """The exact permissions of the health-event contract, nothing more."""
     text = (root / "deploy/nats/accounts.conf").read_text()
     engine = nats_block(text, "ROUTING_ENGINE_PERMISSIONS")
-    publish = re.search(r"publish = \{(.*?)\n  \}", engine, re.S)
-    allowed = re.findall(r'"([^"]+)"', publish.group(1)) if publish else []
-    check(allowed and all(s.startswith("$JS.API.") and "OPERATOR_HEALTH" in s for s in allowed),
-          f"nats: routing-engine publishes only JetStream API requests on OPERATOR_HEALTH "
-          f"({allowed})")
-    subscribe = re.search(r"subscribe = \{(.*?)\n  \}", engine, re.S)
-    subjects = re.findall(r'"([^"]+)"', subscribe.group(1)) if subscribe else []
-    check(sorted(subjects) == ["_INBOX.>", "operator.health.>"],
-          f"nats: routing-engine subscribes to the health events and its inboxes ({subjects})")
+    check(sorted(quoted(engine, "publish")) == [
+        "$JS.API.CONSUMER.CREATE.OPERATOR_HEALTH.>",
+        "$JS.API.CONSUMER.MSG.NEXT.OPERATOR_HEALTH.*",
+    ], "nats: routing-engine publishes only its consumer's two JetStream API requests")
+    check(quoted(engine, "subscribe") == ["_INBOX_routing_engine.>"],
+          "nats: routing-engine subscribes to its own inbox prefix only")
+    check("allow_responses" not in engine and "deny" not in engine,
+          "nats: routing-engine has no other grant")
     manager = nats_block(text, "OPERATOR_MANAGEMENT_PERMISSIONS")
-    check(re.findall(r'"([^"]+)"', manager) == ["operator.health.>", ">"]
-          and "deny" in manager and "allow_responses" not in manager,
-          "nats: operator-management-service may only publish health events")
-    check(text.count('"operator.health.>"') == 2 and "PUBLISH" not in text,
-          "nats: the health subjects appear in those two places only")
+    check(quoted(manager, "publish") == ["operator.health.>"]
+          and quoted(manager, "subscribe") == ["_INBOX_operator_health_pub.>"]
+          and "allow_responses" not in manager,
+          "nats: operator-management-service publishes health events, receives only its acks")
+    code = re.sub(r"#[^\n]*", "", text)
+    check(code.count('"operator.health.>"') == 1,
+          "nats: only operator-management-service may publish on operator.health.>")
 
 
 def main():

@@ -5,6 +5,7 @@
 #   /out/routing-engine/nkey.creds routing-engine's seed (uid 65532, 0400)
 #   /out/clients/admin.nk          seed of the stream administrator
 #   /out/clients/operator-management.nk  seed that may publish health events
+#                                  (directory owned by uid 65532, 0700)
 set -eu
 
 if [ -s /out/nats-env/nkeys.env ] && [ -s /out/routing-engine/nkey.creds ]; then
@@ -37,6 +38,7 @@ chmod 0400 /out/routing-engine/nkey.creds
 
 seed admin > /out/clients/admin.nk
 seed operator-management > /out/clients/operator-management.nk
+chown -R 65532:65532 /out/clients
 
 rm -rf "$work"
 echo "development NKeys written"
