@@ -12,12 +12,20 @@ use routing_engine::core::numbering;
 
 /// `(input, region)` pairs: the shared traffic mix, or a small built-in one.
 fn traffic() -> Vec<(String, String)> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data/traffic/destinations.csv");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/traffic/destinations.csv");
     let Ok(mut reader) = csv::Reader::from_path(&path) else {
         eprintln!("../shared/data is absent: measuring on the built-in sample");
-        let sample = ["+447400123456", "00919812345678", "2348031234567", "+4915123456789"];
-        return sample.iter().map(|s| (s.to_string(), String::new())).collect();
+        let sample = [
+            "+447400123456",
+            "00919812345678",
+            "2348031234567",
+            "+4915123456789",
+        ];
+        return sample
+            .iter()
+            .map(|s| (s.to_string(), String::new()))
+            .collect();
     };
     reader
         .records()
@@ -41,15 +49,22 @@ fn baseline(input: &str, region: &str) -> bool {
 }
 
 /// Time for `threads` threads to share `rounds` passes over the mix.
-fn parallel(mix: &Arc<Vec<(String, String)>>, threads: usize, f: fn(&str, &str) -> bool)
-    -> Duration {
+fn parallel(
+    mix: &Arc<Vec<(String, String)>>,
+    threads: usize,
+    f: fn(&str, &str) -> bool,
+) -> Duration {
     #[allow(clippy::disallowed_methods)] // wall time is what a benchmark measures
     let start = Instant::now();
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let mix = Arc::clone(mix);
             thread::spawn(move || {
-                mix.iter().skip(t).step_by(threads).filter(|(i, r)| f(i, r)).count()
+                mix.iter()
+                    .skip(t)
+                    .step_by(threads)
+                    .filter(|(i, r)| f(i, r))
+                    .count()
             })
         })
         .collect();
@@ -81,9 +96,11 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(slice.len() as u64));
     group.sample_size(10);
     for threads in [1, cores] {
-        group.bench_with_input(BenchmarkId::new("phonenumber", threads), &threads, |b, &t| {
-            b.iter_custom(|iters| (0..iters).map(|_| parallel(&slice, t, baseline)).sum())
-        });
+        group.bench_with_input(
+            BenchmarkId::new("phonenumber", threads),
+            &threads,
+            |b, &t| b.iter_custom(|iters| (0..iters).map(|_| parallel(&slice, t, baseline)).sum()),
+        );
         group.bench_with_input(BenchmarkId::new("ours", threads), &threads, |b, &t| {
             b.iter_custom(|iters| (0..iters).map(|_| parallel(&slice, t, ours)).sum())
         });

@@ -491,3 +491,28 @@ fn fit<T: TryFrom<u64>>(what: &str, value: u64) -> Result<T, AdminError> {
         value,
     })
 }
+
+/// Wakes `changed` on every committed change announced on
+/// [`CHANGE_CHANNEL`], reconnecting after failures. Runs until dropped.
+///
+/// Notifications only make reloads prompt: the reloader also polls the
+/// version, so a notification lost while disconnected delays a change by
+/// one poll interval at most.
+pub async fn forward_changes(pool: PgPool, changed: std::sync::Arc<tokio::sync::Notify>) {
+    loop {
+        if let Err(e) = listen(&pool, &changed).await {
+            tracing::debug!(error = %e, "change notifications interrupted");
+        }
+        changed.notify_one();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn listen(pool: &PgPool, changed: &tokio::sync::Notify) -> Result<(), sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(CHANGE_CHANNEL).await?;
+    loop {
+        listener.recv().await?;
+        changed.notify_one();
+    }
+}

@@ -10,6 +10,7 @@ pub mod model;
 pub mod numbering;
 pub mod ports;
 pub mod prefix;
+pub mod reload;
 pub mod router;
 pub mod sender;
 pub mod table;

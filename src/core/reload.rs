@@ -1,0 +1,147 @@
+//! Keeps the router's table current: the first load with backoff, then a new
+//! snapshot whenever the store's version changes, built off the request path
+//! and swapped in whole. A table that fails validation is refused and the
+//! one in service stays.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::ports::{PortError, TableStore};
+use super::router::Router;
+use super::table::{RoutingTable, TableError};
+
+/// What the reloader reports, for metrics and readiness.
+pub trait ReloadObserver: Send + Sync + 'static {
+    /// A table of `version` is now in service.
+    fn applied(&self, version: u64);
+    /// A table was refused; the one in service stays.
+    fn refused(&self, error: &TableError);
+    /// Whether the store answered the last call.
+    fn store_up(&self, up: bool);
+}
+
+/// An observer that records nothing.
+pub struct NoopReloadObserver;
+
+impl ReloadObserver for NoopReloadObserver {
+    fn applied(&self, _: u64) {}
+    fn refused(&self, _: &TableError) {}
+    fn store_up(&self, _: bool) {}
+}
+
+/// How often and how patiently to read the store.
+#[derive(Clone, Debug)]
+pub struct ReloadSettings {
+    /// Version poll interval, the upper bound on how stale a table can be
+    /// when change notifications are lost.
+    pub poll_every: Duration,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            poll_every: Duration::from_millis(500),
+            first_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why one reload attempt did not install a table.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("read the routing table: {0}")]
+    Store(#[from] PortError),
+    #[error(transparent)]
+    Invalid(#[from] TableError),
+}
+
+/// Reads, validates and installs the store's table once.
+pub async fn reload_once(
+    router: &Router,
+    store: &dyn TableStore,
+    observer: &dyn ReloadObserver,
+) -> Result<u64, ReloadError> {
+    let source = store
+        .load()
+        .await
+        .inspect_err(|_| observer.store_up(false))?;
+    observer.store_up(true);
+
+    let version = source.version;
+    let table = RoutingTable::build(source).inspect_err(|e| observer.refused(e))?;
+    router.install(table);
+    observer.applied(version);
+    Ok(version)
+}
+
+/// Loads until a table is in service, backing off between failures.
+pub async fn first_load(
+    router: &Router,
+    store: &dyn TableStore,
+    observer: &dyn ReloadObserver,
+    settings: &ReloadSettings,
+) -> u64 {
+    let mut backoff = settings.first_backoff;
+    loop {
+        match reload_once(router, store, observer).await {
+            Ok(version) => {
+                tracing::info!(table.version = version, "routing table loaded");
+                return version;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "routing table not loaded yet");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(settings.max_backoff);
+    }
+}
+
+/// Watches the store for a new version, woken early by `changed`, and swaps
+/// in each new table. Runs until the task is dropped.
+pub async fn watch(
+    router: Arc<Router>,
+    store: Arc<dyn TableStore>,
+    observer: Arc<dyn ReloadObserver>,
+    changed: Arc<Notify>,
+    settings: ReloadSettings,
+) {
+    let mut refused_version = None;
+    loop {
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(settings.poll_every) => {}
+        }
+
+        let serving = router.table().map(|t| t.version());
+        let version = match store.version().await {
+            Ok(v) => v,
+            Err(e) => {
+                observer.store_up(false);
+                tracing::debug!(error = %e, "routing table version not read");
+                continue;
+            }
+        };
+        observer.store_up(true);
+        if Some(version) == serving || Some(version) == refused_version {
+            continue;
+        }
+
+        match reload_once(&router, store.as_ref(), observer.as_ref()).await {
+            Ok(v) => {
+                refused_version = None;
+                tracing::info!(table.version = v, previous = ?serving, "routing table reloaded");
+            }
+            Err(ReloadError::Invalid(e)) => {
+                refused_version = Some(version);
+                tracing::error!(table.version = version, error = %e, "routing table refused");
+            }
+            Err(e) => tracing::warn!(error = %e, "routing table reload failed"),
+        }
+    }
+}
