@@ -75,7 +75,10 @@ pub fn normalise(input: &str, region: &str) -> Result<Destination, DestinationEr
 /// Strips the scheme and formatting, leaving an optional `+` and digits.
 fn clean(input: &str) -> Result<String, DestinationError> {
     let mut text = input.trim();
-    if text.len() >= 4 && text[..4].eq_ignore_ascii_case("tel:") {
+    if text
+        .get(..4)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("tel:"))
+    {
         text = &text[4..];
         // RFC 3966 parameters (`;phone-context=…`) follow the number.
         text = text.split(';').next().unwrap_or_default();
@@ -186,6 +189,7 @@ mod tests {
             "tel:+44-7400-123456",
             "tel:+447400123456;phone-context=example.com",
             "  +44 (7400) 123.456 ",
+            "+44\u{a0}7400\u{a0}123456",
         ] {
             assert_eq!(e164(input, "").as_deref(), Ok("+447400123456"), "{input}");
         }
@@ -232,6 +236,27 @@ mod tests {
             normalise(&"1".repeat(65), ""),
             Err(DestinationError::TooLong)
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn normalise_never_panics(input in "\\PC{0,40}", region in "\\PC{0,3}") {
+            let _ = normalise(&input, &region);
+        }
+
+        #[test]
+        fn formatting_characters_do_not_change_the_answer(
+            seps in proptest::collection::vec("[ .()\u{a0}-]{0,2}", 12),
+        ) {
+            let digits = "447400123456";
+            let mut written = String::from("+");
+            for (d, sep) in digits.chars().zip(&seps) {
+                written.push(d);
+                written.push_str(sep);
+            }
+            let got = e164(&written, "");
+            proptest::prop_assert_eq!(got.as_deref(), Ok("+447400123456"));
+        }
     }
 
     #[test]

@@ -117,3 +117,5 @@ impl Drop for TestDb {
         }
     }
 }
+
+pub mod traffic;
