@@ -2,7 +2,13 @@
 //!
 //! - [`core`]: the routing decision, written against traits for the clock,
 //!   the table store, the cache and the health bus; no network client here.
+//! - [`adapters`] (real build only): the core's traits over the real servers.
+//! - [`tools`] (real build only): operator tools such as `publish-health`.
+#[cfg(feature = "real")]
+pub mod adapters;
 pub mod core;
+#[cfg(feature = "real")]
+pub mod tools;
 
 /// The generated gRPC types of `proto/routing/v1/routing.proto`.
 pub mod proto {

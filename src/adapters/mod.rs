@@ -1,0 +1,3 @@
+//! Adapters from the routing core's traits to the real servers.
+
+pub mod nats;
