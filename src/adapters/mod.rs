@@ -1,3 +1,4 @@
-//! The implementations of the core's ports over real infrastructure.
+//! Adapters from the routing core's traits to the real servers.
 
+pub mod nats;
 pub mod postgres;

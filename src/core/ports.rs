@@ -73,10 +73,47 @@ pub trait Cache: Send + Sync + 'static {
     async fn remember_ported(&self, e164: &str, network: Option<&str>) -> Result<(), PortError>;
 }
 
+/// Why the bus refused a message before it reached the health book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not JSON, or JSON that does not match the `HealthEvent` schema.
+    #[error("not a valid health event")]
+    Malformed,
+    /// Larger than the 4 KiB a health event may take.
+    #[error("larger than a health event may be")]
+    Oversized,
+    /// The subject names another operator than the event's `operator_id`.
+    #[error("subject names another operator than the event")]
+    SubjectMismatch,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::Oversized => "oversized",
+            Rejection::SubjectMismatch => "subject_mismatch",
+        }
+    }
+}
+
+/// What the health bus hands the core, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusMessage {
+    /// A well-formed event, not yet checked against the book.
+    Event(HealthEvent),
+    /// A message that could not be an event.
+    Rejected(Rejection),
+    /// The bus (re)connected; events follow.
+    Connected,
+    /// The bus lost its connection and is trying to get it back by itself.
+    Disconnected,
+}
+
 /// A stream of operator health events.
 #[async_trait]
-pub trait HealthBus: Send + Sync + 'static {
-    /// The next event, or `None` when the bus has closed for good. A source
+pub trait HealthBus: Send + 'static {
+    /// The next message, or `None` when the bus has closed for good. A source
     /// delivers the current state of every operator first, then live events.
-    async fn next(&mut self) -> Option<HealthEvent>;
+    async fn next(&mut self) -> Option<BusMessage>;
 }

@@ -142,10 +142,15 @@ impl Router {
     }
 
     /// Swaps in a new snapshot; requests in flight finish on the old one.
+    /// Health of operators the new snapshot no longer has is forgotten.
     pub fn install(&self, table: RoutingTable) {
         let table = Arc::new(table);
+
+        // Store first, prune second: a health event applied against the old
+        // snapshot either lands before the prune or sees the new snapshot
+        // afterwards (see `health_feed`), so a removed operator keeps no state.
+        self.table.store(Some(table.clone()));
         self.health.retain(|id| table.operator_by_id(id).is_some());
-        self.table.store(Some(table));
     }
 
     /// The current snapshot; `None` until one is installed.
