@@ -2,7 +2,12 @@
 //!
 //! - [`core`]: the routing decision, written against traits for the clock,
 //!   the table store, the cache and the health bus; no network client here.
+//! - [`adapters`]: the real clients behind those traits (Redis); only in the
+//!   `real` build.
 pub mod core;
+
+#[cfg(feature = "real")]
+pub mod adapters;
 
 /// The generated gRPC types of `proto/routing/v1/routing.proto`.
 pub mod proto {

@@ -6,6 +6,7 @@ pub mod decide;
 pub mod draw;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod model;
 pub mod numbering;
 pub mod ports;
