@@ -7,6 +7,7 @@ pub mod draw;
 pub mod error;
 pub mod health;
 pub mod health_feed;
+pub mod limits;
 pub mod model;
 pub mod numbering;
 pub mod ports;

@@ -1,0 +1,521 @@
+//! The Redis adapter: throughput limits shared by every replica and the
+//! portability cache. Whatever Redis returns is checked before it is used.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{AsyncCommands, ConnectionAddr, ErrorKind, RedisError, Script};
+use async_trait::async_trait;
+
+use crate::core::ports::{Admission, Cache, PortError};
+use crate::core::table::is_network_name;
+
+const WHAT: &str = "redis";
+
+/// A bucket idle this long is full again, so it may as well vanish.
+const BUCKET_IDLE_TTL_MS: u64 = 2_000;
+
+/// The token bucket, atomic in Redis. Time comes from Redis `TIME`, so
+/// replicas with skewed clocks agree.
+///
+/// KEYS[1] the bucket; ARGV[1] capacity and refill per second, in parts;
+/// ARGV[2] parts wanted; ARGV[3] idle TTL in ms. The bucket is a hash of
+/// `t` (tokens), `c` (capacity when written) and `at` (microseconds).
+/// A bucket that is not such a hash, or whose fields do not validate, is
+/// replaced by a full one. Returns `{admitted, repaired}`, each 0 or 1.
+const BUCKET_SCRIPT: &str = r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local key = KEYS[1]
+local capacity = tonumber(ARGV[1])
+local wanted = tonumber(ARGV[2])
+local ttl_ms = tonumber(ARGV[3])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+
+local function valid(t, c, at)
+  if t == nil or c == nil or at == nil then return false end
+  if t ~= t or c ~= c or at ~= at then return false end
+  return c >= 1 and c <= 4294967295 and t >= 0 and t <= c
+    and at >= 0 and at <= now + 1000000
+end
+
+local tokens = capacity
+local repaired = 0
+local kind = redis.call('TYPE', key)['ok']
+if kind == 'hash' then
+  local f = redis.call('HMGET', key, 't', 'c', 'at')
+  local t, c, at = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
+  if redis.call('HLEN', key) == 3 and valid(t, c, at) then
+    local elapsed = math.max(0, now - at)
+    tokens = math.min(capacity, t + elapsed * capacity / 1000000)
+  else
+    repaired = 1
+  end
+elseif kind ~= 'none' then
+  repaired = 1
+end
+if repaired == 1 then redis.call('DEL', key) end
+
+local admitted = 0
+if wanted <= tokens then
+  tokens = tokens - wanted
+  admitted = 1
+end
+redis.call('HSET', key, 't', string.format('%.17g', tokens),
+  'c', string.format('%.17g', capacity), 'at', string.format('%.0f', now))
+redis.call('PEXPIRE', key, ttl_ms)
+return {admitted, repaired}
+"#;
+
+/// A Redis URL; it may hold the password, so it never prints.
+#[derive(Clone)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    pub fn new(url: impl Into<String>) -> RedisUrl {
+        RedisUrl(url.into())
+    }
+
+    /// The URL itself, for the client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RedisUrl(<redacted>)")
+    }
+}
+
+/// How to reach Redis and how long to trust what is kept there.
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    /// From `REDIS_URL`; the password, if any, is in the URL.
+    pub url: RedisUrl,
+    /// Every key starts with this and a `:`.
+    pub key_prefix: String,
+    /// Bound on every command, the whole round trip.
+    pub call_timeout: Duration,
+    /// Bound on establishing the first connection.
+    pub connect_timeout: Duration,
+    pub ported_ttl: Duration,
+    pub not_ported_ttl: Duration,
+}
+
+impl RedisSettings {
+    /// The defaults for `url`.
+    pub fn new(url: RedisUrl) -> RedisSettings {
+        RedisSettings {
+            url,
+            key_prefix: "routing-engine:v1".into(),
+            call_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(2),
+            ported_ttl: Duration::from_secs(3_600),
+            not_ported_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Why the Redis cache could not be set up. No variant holds the URL or
+/// the password.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisCacheError {
+    #[error("REDIS_URL is not a valid Redis URL")]
+    InvalidUrl,
+    #[error("redis at {addr} refused the credentials in REDIS_URL: {detail}")]
+    AuthenticationFailed { addr: String, detail: String },
+    #[error("connect to redis at {addr}: {detail}")]
+    Connect { addr: String, detail: String },
+    #[error("connect to redis at {addr}: no connection within {after:?}")]
+    ConnectTimeout { addr: String, after: Duration },
+}
+
+/// Counters a metrics exporter reads; monotonic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Portability answers found in Redis.
+    pub hits: u64,
+    /// Portability lookups Redis did not answer (absent, corrupt or failed).
+    pub misses: u64,
+    /// Values that did not validate: buckets replaced, portability entries
+    /// ignored.
+    pub corrupt: u64,
+    /// Commands that failed or timed out.
+    pub errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    corrupt: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The portability entry a value decodes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PortedEntry {
+    Ported(String),
+    NotPorted,
+}
+
+impl PortedEntry {
+    fn encode(network: Option<&str>) -> String {
+        match network {
+            Some(net) => format!("p:{net}"),
+            None => "n".into(),
+        }
+    }
+
+    fn decode(value: &[u8]) -> Option<PortedEntry> {
+        let text = std::str::from_utf8(value).ok()?;
+        if text == "n" {
+            return Some(PortedEntry::NotPorted);
+        }
+        let net = text.strip_prefix("p:")?;
+        is_network_name(net).then(|| PortedEntry::Ported(net.to_owned()))
+    }
+}
+
+/// Shared throughput limits and the portability cache, in Redis.
+pub struct RedisCache {
+    conn: ConnectionManager,
+    script: Script,
+    settings: RedisSettings,
+    addr: String,
+    counters: Arc<Counters>,
+}
+
+impl RedisCache {
+    /// Connects and checks the connection (and the password) with a `PING`.
+    pub async fn connect(settings: RedisSettings) -> Result<RedisCache, RedisCacheError> {
+        let cache = Self::build(settings, true).await?;
+        let mut conn = cache.conn.clone();
+        let after = cache.settings.connect_timeout;
+        let ping = tokio::time::timeout(after, conn.ping::<String>()).await;
+        match ping {
+            Err(_) => Err(RedisCacheError::ConnectTimeout {
+                addr: cache.addr.clone(),
+                after,
+            }),
+            Ok(Err(e)) => Err(cache.connect_error(&e)),
+            Ok(Ok(_)) => {
+                tracing::info!(redis.addr = %cache.addr, "connected to redis");
+                Ok(cache)
+            }
+        }
+    }
+
+    /// Sets up without connecting; the first command connects. For starting
+    /// while Redis is unreachable.
+    pub async fn connect_lazy(settings: RedisSettings) -> Result<RedisCache, RedisCacheError> {
+        Self::build(settings, false).await
+    }
+
+    async fn build(settings: RedisSettings, eager: bool) -> Result<RedisCache, RedisCacheError> {
+        let client = ::redis::Client::open(settings.url.expose())
+            .map_err(|_| RedisCacheError::InvalidUrl)?;
+        let addr = match client.get_connection_info().addr() {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                format!("{host}:{port}")
+            }
+            ConnectionAddr::Unix(path) => path.display().to_string(),
+            _ => "redis".into(),
+        };
+
+        // Reconnection runs in the background; callers never wait longer
+        // than `call_timeout` for it.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.call_timeout))
+            .set_number_of_retries(2)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let manager = if eager {
+            let connecting = ConnectionManager::new_with_config(client, config);
+            let after = settings.connect_timeout;
+            match tokio::time::timeout(after, connecting).await {
+                Err(_) => return Err(RedisCacheError::ConnectTimeout { addr, after }),
+                Ok(result) => result,
+            }
+        } else {
+            ConnectionManager::new_lazy_with_config(client, config)
+        };
+
+        let password = password_of(&settings.url);
+        let conn = manager.map_err(|e| connect_error(&addr, &e, password.as_deref()))?;
+        Ok(RedisCache {
+            conn,
+            script: Script::new(BUCKET_SCRIPT),
+            settings,
+            addr,
+            counters: Arc::default(),
+        })
+    }
+
+    fn connect_error(&self, e: &RedisError) -> RedisCacheError {
+        connect_error(&self.addr, e, password_of(&self.settings.url).as_deref())
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            corrupt: c.corrupt.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// `host:port` of the server, for logs.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn bucket_key(&self, operator_id: &str) -> String {
+        format!("{}:tps:{operator_id}", self.settings.key_prefix)
+    }
+
+    fn ported_key(&self, e164: &str) -> String {
+        format!("{}:ported:{e164}", self.settings.key_prefix)
+    }
+
+    /// Runs one command within `call_timeout`, counting failures other than
+    /// a wrong-type reply (which is corruption, counted by the caller).
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, Failure> {
+        let result = match tokio::time::timeout(self.settings.call_timeout, call).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) if is_wrong_type(&e) => return Err(Failure::WrongType),
+            Ok(Err(e)) if e.is_timeout() => Failure::Timeout,
+            Ok(Err(e)) => Failure::Redis(e),
+            Err(_) => Failure::Timeout,
+        };
+        Counters::bump(&self.counters.errors);
+        Err(result)
+    }
+
+    fn port_error(&self, failure: Failure) -> PortError {
+        match failure {
+            Failure::Timeout => PortError::Timeout {
+                what: WHAT,
+                after: self.settings.call_timeout,
+            },
+            Failure::WrongType => PortError::Corrupt {
+                what: WHAT,
+                detail: "a key holds the wrong type".into(),
+            },
+            Failure::Redis(e) => {
+                let password = password_of(&self.settings.url);
+                PortError::Unavailable {
+                    what: WHAT,
+                    detail: redact(&e.to_string(), password.as_deref()),
+                }
+            }
+        }
+    }
+}
+
+/// Why one command gave no usable reply.
+enum Failure {
+    Timeout,
+    WrongType,
+    Redis(RedisError),
+}
+
+#[async_trait]
+impl Cache for RedisCache {
+    async fn acquire(
+        &self,
+        operator_id: &str,
+        limit: u32,
+        parts: u32,
+    ) -> Result<Admission, PortError> {
+        if limit == 0 {
+            return Ok(Admission::Throttled);
+        }
+        let key = self.bucket_key(operator_id);
+        let mut conn = self.conn.clone();
+        let mut invocation = self.script.key(&key);
+        invocation
+            .arg(limit)
+            .arg(parts.max(1))
+            .arg(BUCKET_IDLE_TTL_MS);
+
+        let reply = invocation.invoke_async::<(i64, i64)>(&mut conn);
+        let (admitted, repaired) = self.bounded(reply).await.map_err(|e| self.port_error(e))?;
+
+        if repaired == 1 {
+            Counters::bump(&self.counters.corrupt);
+            tracing::warn!(
+                operator.id = %operator_id,
+                "throughput bucket in redis did not validate; replaced by a full one"
+            );
+        }
+        Ok(if admitted == 1 {
+            Admission::Admitted
+        } else {
+            Admission::Throttled
+        })
+    }
+
+    async fn ported_network(&self, e164: &str) -> Result<Option<Option<String>>, PortError> {
+        let key = self.ported_key(e164);
+        let mut conn = self.conn.clone();
+        let value = self.bounded(conn.get::<_, Option<Vec<u8>>>(&key)).await;
+
+        let value = match value {
+            Ok(value) => value,
+            Err(Failure::WrongType) => {
+                self.count_corrupt(e164);
+                return Ok(None);
+            }
+            Err(e) => {
+                Counters::bump(&self.counters.misses);
+                return Err(self.port_error(e));
+            }
+        };
+        let Some(value) = value else {
+            Counters::bump(&self.counters.misses);
+            return Ok(None);
+        };
+        match PortedEntry::decode(&value) {
+            Some(entry) => {
+                Counters::bump(&self.counters.hits);
+                Ok(Some(match entry {
+                    PortedEntry::Ported(net) => Some(net),
+                    PortedEntry::NotPorted => None,
+                }))
+            }
+            None => {
+                self.count_corrupt(e164);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn remember_ported(&self, e164: &str, network: Option<&str>) -> Result<(), PortError> {
+        if network.is_some_and(|net| !is_network_name(net)) {
+            return Err(PortError::Corrupt {
+                what: "portability answer",
+                detail: "network is not cc:Name".into(),
+            });
+        }
+        let key = self.ported_key(e164);
+        let ttl = match network {
+            Some(_) => self.settings.ported_ttl,
+            None => self.settings.not_ported_ttl,
+        };
+        let value = PortedEntry::encode(network);
+        let mut conn = self.conn.clone();
+
+        // SET replaces a key of any type, which also repairs a corrupt entry.
+        let ttl_s = ttl.as_secs().max(1);
+        let set = conn.set_ex::<_, _, ()>(&key, value, ttl_s);
+        self.bounded(set).await.map_err(|e| self.port_error(e))
+    }
+}
+
+impl RedisCache {
+    fn count_corrupt(&self, e164: &str) {
+        Counters::bump(&self.counters.misses);
+        Counters::bump(&self.counters.corrupt);
+        // The number is personal data: log only its country-code end.
+        let head: String = e164.chars().take(4).collect();
+        tracing::warn!(destination.head = %head, "portability entry in redis did not validate");
+    }
+}
+
+fn is_wrong_type(e: &RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+}
+
+fn password_of(url: &RedisUrl) -> Option<String> {
+    let client = ::redis::Client::open(url.expose()).ok()?;
+    let info = client.get_connection_info().redis_settings();
+    info.password().map(str::to_owned)
+}
+
+/// Removes the password from a message in case a library put it there.
+fn redact(message: &str, password: Option<&str>) -> String {
+    match password {
+        Some(pw) if !pw.is_empty() => message.replace(pw, "<redacted>"),
+        _ => message.to_owned(),
+    }
+}
+
+fn connect_error(addr: &str, e: &RedisError, password: Option<&str>) -> RedisCacheError {
+    let detail = redact(&e.to_string(), password);
+    let refused = e.kind() == ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("WRONGPASS" | "NOAUTH"));
+    if refused {
+        RedisCacheError::AuthenticationFailed {
+            addr: addr.to_owned(),
+            detail,
+        }
+    } else {
+        RedisCacheError::Connect {
+            addr: addr.to_owned(),
+            detail,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ported_values_decode_only_when_well_formed() {
+        assert_eq!(PortedEntry::decode(b"n"), Some(PortedEntry::NotPorted));
+        assert_eq!(
+            PortedEntry::decode(b"p:44:EE"),
+            Some(PortedEntry::Ported("44:EE".into()))
+        );
+        for junk in [
+            &b""[..],
+            b"N",
+            b"p:",
+            b"p:EE",
+            b"p:44:",
+            b"p:4444:EE",
+            b"p:x4:EE",
+            b"44:EE",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(PortedEntry::decode(junk), None, "{junk:?}");
+        }
+        for net in [Some("44:EE"), None] {
+            let encoded = PortedEntry::encode(net);
+            let decoded = PortedEntry::decode(encoded.as_bytes()).unwrap();
+            assert_eq!(decoded == PortedEntry::NotPorted, net.is_none());
+        }
+    }
+
+    #[test]
+    fn urls_and_messages_never_show_the_password() {
+        let url = RedisUrl::new("redis://:s3cret-pw@127.0.0.1:6390/0");
+        assert!(!format!("{url:?}").contains("s3cret-pw"));
+        let settings = RedisSettings::new(url.clone());
+        assert!(!format!("{settings:?}").contains("s3cret-pw"));
+        assert_eq!(password_of(&url).as_deref(), Some("s3cret-pw"));
+        assert_eq!(
+            redact("auth s3cret-pw failed", Some("s3cret-pw")),
+            "auth <redacted> failed"
+        );
+    }
+}
