@@ -9,6 +9,13 @@
 //! - `loader` (real build only): checks the files, then writes them to
 //!   PostgreSQL.
 //! - `tools` (real build only): operator tools such as `publish-health`.
+//! - `server`: the gRPC service, its mutual TLS and the management HTTP
+//!   endpoints (real build).
+//! - `metrics`: the Prometheus registry the service owns (real build).
+//! - `config`: the `serve` configuration and the start-up secrets check.
+//! - `devmode`: throwaway certificates and file-backed tables for a
+//!   workstation (real build, never production).
+//! - `client`: the `route` command's gRPC client.
 #[cfg(feature = "real")]
 pub mod adapters;
 pub mod core;
@@ -18,6 +25,17 @@ pub mod secret;
 pub mod source;
 #[cfg(feature = "real")]
 pub mod tools;
+
+#[cfg(all(feature = "real", not(madsim)))]
+pub mod client;
+#[cfg(feature = "real")]
+pub mod config;
+#[cfg(all(feature = "real", not(madsim)))]
+pub mod devmode;
+#[cfg(feature = "real")]
+pub mod metrics;
+#[cfg(feature = "real")]
+pub mod server;
 
 /// The generated gRPC types of `proto/routing/v1/routing.proto`.
 pub mod proto {

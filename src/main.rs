@@ -1,2 +1,397 @@
-//! The routing-engine binary.
-fn main() {}
+//! The routing-engine binary: `serve` in production, `dev` on a workstation,
+//! `route` to ask a running service for a decision, `load` to fill the
+//! database from the CSV files.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use routing_engine::client::{self, RouteArgs};
+use routing_engine::config::{self, ServeArgs};
+use routing_engine::core::clock::SystemClock;
+use routing_engine::core::numbering;
+use routing_engine::core::ports::TableStore;
+use routing_engine::core::router::{Router, RouterSettings};
+use routing_engine::core::table::RoutingTable;
+use routing_engine::devmode;
+use routing_engine::metrics::Metrics;
+use routing_engine::secret::Secret;
+use routing_engine::server::tls::{self, PemFiles, ServerTls};
+use routing_engine::server::{http, Edge};
+use routing_engine::source::files::DataDirs;
+
+#[derive(Parser)]
+#[command(name = "routing-engine", version, about, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: check secrets, load the table from PostgreSQL, serve
+    /// mutual-TLS gRPC and the management HTTP endpoints.
+    Serve(ServeArgs),
+    /// Run the service for development: throwaway certificates, table from
+    /// files, no secrets. Never in production.
+    Dev(DevArgs),
+    /// Ask a running service for a decision and print it.
+    Route(RouteArgs),
+    /// Load the CSV files into PostgreSQL.
+    Load(LoadArgs),
+}
+
+#[derive(clap::Args)]
+struct DevArgs {
+    /// Where to write the development CA and certificates.
+    #[arg(long, default_value = devmode::DEFAULT_TLS_DIR)]
+    tls_dir: PathBuf,
+
+    /// Data directory (e.g. ../shared/data); the bundled sample if omitted.
+    #[arg(long)]
+    data: Option<PathBuf>,
+
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+
+    #[arg(long, default_value = "127.0.0.1:3001")]
+    http_addr: SocketAddr,
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Administrator connection URL (not the service's read-only one).
+    #[arg(long, env = "ADMIN_DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+
+    /// Directory of the carrier number-range files; found from the working
+    /// directory (../shared/data, else sample/) when omitted.
+    #[arg(long)]
+    carrier_dir: Option<PathBuf>,
+
+    /// Directory of operators.csv, routes.csv and ported.csv; found like
+    /// --carrier-dir when omitted.
+    #[arg(long)]
+    routing_dir: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return ExitCode::SUCCESS;
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match command {
+            Command::Serve(args) => serve(args).await,
+            Command::Dev(args) => dev(args).await,
+            Command::Route(args) => route(args).await,
+            Command::Load(args) => load(args).await,
+        }
+    });
+
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "routing-engine stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// === serve ===
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let (config, secrets) = match config::resolve(&args, |name| std::env::var_os(name)) {
+        Ok(resolved) => resolved,
+        Err(problems) => {
+            // Nothing else has logged yet: this is the one line the pod prints.
+            println!("{}", problems.log_line(&timestamp()));
+            return Ok(ExitCode::from(1));
+        }
+    };
+
+    init_json_logs();
+    config.log();
+    warm_up().await?;
+
+    let tls = ServerTls::new(&PemFiles {
+        cert: secrets.tls_cert.clone().into_bytes(),
+        key: secrets.tls_key.expose().as_bytes().to_vec(),
+        ca: secrets.tls_ca.clone().into_bytes(),
+    })
+    .context("set up TLS from the mounted certificate")?;
+    let store = postgres_store(&secrets.database_url)?;
+    let router = Router::new(Arc::new(SystemClock), RouterSettings::default());
+    let edge = new_edge(router.with_store(store.clone())).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let servers = start_servers(&edge, tls, config.grpc_addr, config.http_addr, &stop_rx).await?;
+
+    tokio::select! {
+        () = load_until_installed(store.as_ref(), &edge, config.store_retry_max) => {
+            shutdown_signal().await;
+        }
+        () = shutdown_signal() => {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    servers.await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn postgres_store(url: &Secret) -> anyhow::Result<Arc<dyn TableStore>> {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy(url.expose())
+        // The error text could quote the URL: say only which setting is wrong.
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL connection URL"))?;
+    Ok(Arc::new(routing_engine::adapters::postgres::PgStore::new(
+        pool,
+    )))
+}
+
+/// Loads the table from the store, waiting longer after each failure, until
+/// one is installed.
+async fn load_until_installed(store: &dyn TableStore, edge: &Edge, max_wait: Duration) {
+    let mut wait = Duration::from_millis(500);
+
+    for attempt in 1u32.. {
+        match load_table(store).await {
+            Ok(table) => {
+                edge.install(table).await;
+                return;
+            }
+            Err(error) => tracing::warn!(
+                attempt,
+                retry_in_ms = wait.as_millis() as u64,
+                error = format!("{error:#}"),
+                "routing table not loaded yet"
+            ),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(max_wait);
+    }
+}
+
+async fn load_table(store: &dyn TableStore) -> anyhow::Result<RoutingTable> {
+    let source = store.load().await.context("read the routing table")?;
+    RoutingTable::build(source).context("build the routing table")
+}
+
+// === dev ===
+
+async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    init_human_logs("info");
+    eprintln!("{}", devmode::BANNER);
+    tracing::warn!(
+        "development mode: throwaway certificates, no secrets check; not for production"
+    );
+
+    let tls_dir = devmode::absolute(&args.tls_dir);
+    devmode::write_dev_tls(&tls_dir).context("write development certificates")?;
+    eprintln!("development certificates written to {}", tls_dir.display());
+
+    warm_up().await?;
+    let router = Router::new(Arc::new(SystemClock), RouterSettings::default());
+    let edge = new_edge(router).await?;
+    let repo_root = std::env::current_dir().context("find the working directory")?;
+    let data = args.data.clone();
+    let table =
+        tokio::task::spawn_blocking(move || devmode::load_table(data.as_deref(), &repo_root))
+            .await??;
+    edge.install(table).await;
+
+    let tls = ServerTls::from_dir(&tls_dir).context("read development certificates")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let servers = start_servers(&edge, tls, args.grpc_addr, args.http_addr, &stop_rx).await?;
+    eprintln!(
+        "try: routing-engine route +447400123456 --account acme-bank --sender ACMEBANK \
+         --server https://{} --tls-dir {}",
+        args.grpc_addr,
+        tls_dir.display()
+    );
+
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    servers.await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+// === route and load ===
+
+async fn route(args: RouteArgs) -> anyhow::Result<ExitCode> {
+    init_human_logs("warn");
+    match client::run(&args).await {
+        Ok(text) => {
+            print!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("{:#}", anyhow::Error::from(error));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    init_human_logs("info");
+    let url = Secret::new(args.database_url);
+    let cwd = std::env::current_dir().context("find the working directory")?;
+    let found = DataDirs::discover(&cwd);
+    let carrier = args.carrier_dir.unwrap_or(found.carrier);
+    let routing = args.routing_dir.unwrap_or(found.routing);
+
+    let report = routing_engine::loader::run_load(url.expose(), &carrier, &routing)
+        .await
+        .context("load the CSV files into PostgreSQL")?;
+    println!(
+        "loaded table version {}: {} operators, {} rules, {} number ranges, \
+         {} ported numbers in {:.1?}",
+        report.version,
+        report.operators,
+        report.rules,
+        report.ranges,
+        report.ported,
+        report.elapsed
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+// === shared start-up ===
+
+async fn new_edge(router: Router) -> anyhow::Result<Edge> {
+    let metrics = Arc::new(Metrics::new().context("register metrics")?);
+    Ok(Edge::new(Arc::new(router), metrics).await)
+}
+
+/// Compiles the phone-number metadata before the service reports ready, so
+/// no request pays for it.
+async fn warm_up() -> anyhow::Result<()> {
+    let report = tokio::task::spawn_blocking(numbering::warm_up).await?;
+    tracing::info!(
+        regions = report.regions,
+        examples = report.examples,
+        "phone-number metadata warmed up"
+    );
+    Ok(())
+}
+
+/// Binds both listeners, then serves until `stop` turns true. The returned
+/// future ends when both servers have stopped.
+async fn start_servers(
+    edge: &Edge,
+    tls: ServerTls,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+    let grpc_listener = TcpListener::bind(grpc_addr)
+        .await
+        .with_context(|| format!("listen for gRPC on {grpc_addr}"))?;
+    let http_listener = TcpListener::bind(http_addr)
+        .await
+        .with_context(|| format!("listen for HTTP on {http_addr}"))?;
+    tracing::info!(grpc.addr = %grpc_addr, http.addr = %http_addr, "listening");
+
+    let routes = edge.grpc_routes()?;
+    let grpc = tokio::spawn(tls::serve(
+        grpc_listener,
+        Arc::new(tls),
+        routes,
+        edge.metrics().clone(),
+        stopped(stop.clone()),
+    ));
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        edge.clone(),
+        stopped(stop.clone()),
+    ));
+
+    Ok(async move {
+        grpc.await?.context("serve gRPC")?;
+        http.await?.context("serve HTTP")?;
+        Ok(())
+    })
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+
+    tokio::select! {
+        _ = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+// === logging ===
+
+fn env_filter(default: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
+/// One JSON object a line on stdout, fields at the top level.
+fn init_json_logs() {
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(env_filter("info"))
+        .init();
+}
+
+/// Readable lines on stderr, leaving stdout to command output.
+fn init_human_logs(default: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(env_filter(default))
+        .init();
+}
+
+/// Now, formatted as the JSON log lines format it.
+fn timestamp() -> String {
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+
+    let mut text = String::new();
+    let _ = SystemTime.format_time(&mut Writer::new(&mut text));
+    text
+}

@@ -1,0 +1,290 @@
+//! The `serve` configuration: flags and environment parsed whole, then
+//! judged in one go together with the secrets the security model names, so
+//! that a misconfigured pod says everything wrong with it in one log line.
+
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::secret::Secret;
+
+/// Where the security model mounts the NATS credentials.
+pub const DEFAULT_NATS_CREDS_FILE: &str = "/run/secrets/nats/nkey.creds";
+/// Where the security model mounts the server certificate, key and CA.
+pub const DEFAULT_TLS_DIR: &str = "/run/secrets/tls";
+
+/// Flags of `serve`; each also reads the environment variable it names.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address the mutual-TLS gRPC service listens on.
+    #[arg(long, env = "GRPC_ADDR", default_value = "0.0.0.0:50051")]
+    pub grpc_addr: String,
+
+    /// Address of /health, /ready and /metrics; keep it off public interfaces.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:3001")]
+    pub http_addr: String,
+
+    /// Directory holding tls.crt, tls.key and ca.crt.
+    #[arg(long, env = "TLS_DIR", default_value = DEFAULT_TLS_DIR)]
+    pub tls_dir: PathBuf,
+
+    /// The NATS NKey credentials file.
+    #[arg(long, env = "NATS_CREDS_FILE", default_value = DEFAULT_NATS_CREDS_FILE)]
+    pub nats_creds_file: PathBuf,
+
+    /// Longest wait, in seconds, between attempts to load the routing table.
+    #[arg(long, env = "STORE_RETRY_MAX_SECS", default_value = "30")]
+    pub store_retry_max_secs: String,
+}
+
+/// The judged, non-secret configuration of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub tls_dir: PathBuf,
+    pub nats_creds_file: PathBuf,
+    pub store_retry_max: Duration,
+}
+
+/// The secrets `serve` needs, read once at start.
+pub struct Secrets {
+    pub database_url: Secret,
+    pub redis_url: Secret,
+    pub nats_creds: Secret,
+    pub tls_cert: String,
+    pub tls_key: Secret,
+    pub tls_ca: String,
+}
+
+/// One thing wrong with the configuration. It names the setting or secret
+/// and where it was looked for, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub name: String,
+    pub source: String,
+    pub problem: String,
+    #[serde(skip)]
+    pub secret: bool,
+}
+
+/// Everything wrong with the configuration, found in one pass.
+#[derive(Debug, thiserror::Error)]
+#[error("{} configuration problem(s)", problems.len())]
+pub struct ConfigProblems {
+    pub problems: Vec<Problem>,
+}
+
+impl ConfigProblems {
+    /// The single JSON log line that reports every problem, in the shape of
+    /// the service's other JSON log lines.
+    pub fn log_line(&self, timestamp: &str) -> String {
+        let message = if self.problems.iter().any(|p| p.secret) {
+            "required secrets are missing or unreadable"
+        } else {
+            "configuration is invalid"
+        };
+        serde_json::json!({
+            "timestamp": timestamp,
+            "level": "ERROR",
+            "message": message,
+            "problems": self.problems,
+            "target": module_path!(),
+        })
+        .to_string()
+    }
+}
+
+/// Judges `args` and reads the secrets, reporting every problem at once.
+pub fn resolve(
+    args: &ServeArgs,
+    env: impl Fn(&str) -> Option<OsString>,
+) -> Result<(ServeConfig, Secrets), ConfigProblems> {
+    let mut problems = Vec::new();
+
+    let grpc_addr = socket_addr("GRPC_ADDR", &args.grpc_addr, &mut problems);
+    let http_addr = socket_addr("HTTP_ADDR", &args.http_addr, &mut problems);
+    let store_retry_max = retry_secs(&args.store_retry_max_secs, &mut problems);
+
+    let database_url = env_secret("DATABASE_URL", &env, &mut problems);
+    let redis_url = env_secret("REDIS_URL", &env, &mut problems);
+    let nats_creds = file_secret("nkey.creds", &args.nats_creds_file, &mut problems);
+    let tls_cert = file_secret("tls.crt", &args.tls_dir.join("tls.crt"), &mut problems);
+    let tls_key = file_secret("tls.key", &args.tls_dir.join("tls.key"), &mut problems);
+    let tls_ca = file_secret("ca.crt", &args.tls_dir.join("ca.crt"), &mut problems);
+
+    // A value is `None` exactly when a problem was reported for it.
+    let (
+        Some(grpc_addr),
+        Some(http_addr),
+        Some(store_retry_max),
+        Some(database_url),
+        Some(redis_url),
+        Some(nats_creds),
+        Some(tls_cert),
+        Some(tls_key),
+        Some(tls_ca),
+    ) = (
+        grpc_addr,
+        http_addr,
+        store_retry_max,
+        database_url,
+        redis_url,
+        nats_creds,
+        tls_cert,
+        tls_key,
+        tls_ca,
+    )
+    else {
+        return Err(ConfigProblems { problems });
+    };
+
+    let config = ServeConfig {
+        grpc_addr,
+        http_addr,
+        tls_dir: args.tls_dir.clone(),
+        nats_creds_file: args.nats_creds_file.clone(),
+        store_retry_max,
+    };
+    let secrets = Secrets {
+        database_url: Secret::new(database_url),
+        redis_url: Secret::new(redis_url),
+        nats_creds: Secret::new(nats_creds),
+        tls_cert,
+        tls_key: Secret::new(tls_key),
+        tls_ca,
+    };
+    Ok((config, secrets))
+}
+
+impl ServeConfig {
+    /// Logs the effective configuration once; it holds no secret.
+    pub fn log(&self) {
+        tracing::info!(
+            grpc.addr = %self.grpc_addr,
+            http.addr = %self.http_addr,
+            tls.dir = %self.tls_dir.display(),
+            nats.creds_file = %self.nats_creds_file.display(),
+            store.retry_max_secs = self.store_retry_max.as_secs(),
+            "effective configuration"
+        );
+    }
+}
+
+fn setting_problem(name: &str, problem: String) -> Problem {
+    Problem {
+        name: name.to_owned(),
+        source: "setting".to_owned(),
+        problem,
+        secret: false,
+    }
+}
+
+fn secret_problem(name: &str, source: String, problem: String) -> Problem {
+    Problem {
+        name: name.to_owned(),
+        source,
+        problem,
+        secret: true,
+    }
+}
+
+fn socket_addr(name: &str, text: &str, problems: &mut Vec<Problem>) -> Option<SocketAddr> {
+    let parsed = text.trim().parse().ok();
+    if parsed.is_none() {
+        let problem = format!("{text:?} is not an address like 127.0.0.1:3001");
+        problems.push(setting_problem(name, problem));
+    }
+    parsed
+}
+
+fn retry_secs(text: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
+    match text.trim().parse::<u64>() {
+        Ok(secs) if (1..=3600).contains(&secs) => Some(Duration::from_secs(secs)),
+        _ => {
+            let problem = format!("{text:?} is not a number of seconds from 1 to 3600");
+            problems.push(setting_problem("STORE_RETRY_MAX_SECS", problem));
+            None
+        }
+    }
+}
+
+/// A secret from an environment variable: present, UTF-8 and not blank.
+fn env_secret(
+    name: &str,
+    env: &impl Fn(&str) -> Option<OsString>,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let source = || "environment variable".to_owned();
+    let problem = match env(name).map(OsString::into_string) {
+        None => "missing",
+        Some(Err(_)) => "unreadable: not UTF-8",
+        Some(Ok(value)) if value.trim().is_empty() => "empty",
+        Some(Ok(value)) => return Some(value),
+    };
+    problems.push(secret_problem(name, source(), problem.to_owned()));
+    None
+}
+
+/// A secret from a mounted file: present, readable, UTF-8 and not blank.
+fn file_secret(name: &str, path: &Path, problems: &mut Vec<Problem>) -> Option<String> {
+    let problem = match std::fs::read(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => "missing".to_owned(),
+        Err(error) => format!("unreadable: {}", error.kind()),
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Err(_) => "unreadable: not UTF-8 text".to_owned(),
+            Ok(text) if text.trim().is_empty() => "empty".to_owned(),
+            Ok(text) => return Some(text),
+        },
+    };
+    let source = path.display().to_string();
+    problems.push(secret_problem(name, source, problem));
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &Path) -> ServeArgs {
+        ServeArgs {
+            grpc_addr: "0.0.0.0:50051".into(),
+            http_addr: "127.0.0.1:3001".into(),
+            tls_dir: dir.join("tls"),
+            nats_creds_file: dir.join("nats/nkey.creds"),
+            store_retry_max_secs: "30".into(),
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_without_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tls")).unwrap();
+        std::fs::write(dir.path().join("tls/tls.crt"), "  \n").unwrap();
+        let mut bad = args(dir.path());
+        bad.http_addr = "localhost".into();
+
+        let env = |name: &str| (name == "REDIS_URL").then(|| "redis://:hunter2@r".into());
+        let problems = resolve(&bad, env).err().unwrap().problems;
+
+        let named: Vec<_> = problems.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            named,
+            [
+                "HTTP_ADDR",
+                "DATABASE_URL",
+                "nkey.creds",
+                "tls.crt",
+                "tls.key",
+                "ca.crt"
+            ]
+        );
+        assert_eq!(problems[3].problem, "empty");
+        let line = ConfigProblems { problems }.log_line("t");
+        assert!(line.contains("required secrets are missing or unreadable"));
+        assert!(!line.contains("hunter2"));
+    }
+}
