@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// Longest wait, in seconds, between attempts to load the routing table.
     #[arg(long, env = "STORE_RETRY_MAX_SECS", default_value = "30")]
     pub store_retry_max_secs: String,
+
+    #[command(flatten)]
+    pub live: crate::service::LiveArgs,
 }
 
 /// The judged, non-secret configuration of `serve`.
@@ -48,6 +51,7 @@ pub struct ServeConfig {
     pub tls_dir: PathBuf,
     pub nats_creds_file: PathBuf,
     pub store_retry_max: Duration,
+    pub live: crate::service::LiveArgs,
 }
 
 /// The secrets `serve` needs, read once at start.
@@ -148,6 +152,7 @@ pub fn resolve(
         tls_dir: args.tls_dir.clone(),
         nats_creds_file: args.nats_creds_file.clone(),
         store_retry_max,
+        live: args.live.clone(),
     };
     let secrets = Secrets {
         database_url: Secret::new(database_url),
@@ -169,6 +174,10 @@ impl ServeConfig {
             tls.dir = %self.tls_dir.display(),
             nats.creds_file = %self.nats_creds_file.display(),
             store.retry_max_secs = self.store_retry_max.as_secs(),
+            nats.url = %self.live.nats_url,
+            replicas = self.live.replicas,
+            health.stale_after_secs = self.live.health_stale_after_secs,
+            portability = ?self.live.portability,
             "effective configuration"
         );
     }
@@ -256,6 +265,13 @@ mod tests {
             tls_dir: dir.join("tls"),
             nats_creds_file: dir.join("nats/nkey.creds"),
             store_retry_max_secs: "30".into(),
+            live: crate::service::LiveArgs {
+                nats_url: "nats://127.0.0.1:4222".into(),
+                replicas: 1,
+                health_stale_after_secs: 30,
+                portability: crate::service::Portability::Lookup,
+                reload_poll_ms: 500,
+            },
         }
     }
 

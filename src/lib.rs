@@ -16,6 +16,7 @@
 //! - `devmode`: throwaway certificates and file-backed tables for a
 //!   workstation (real build, never production).
 //! - `client`: the `route` command's gRPC client.
+//! - `service`: assembles `serve` from the router, the reloader, Redis and NATS.
 #[cfg(feature = "real")]
 pub mod adapters;
 pub mod core;
@@ -36,6 +37,8 @@ pub mod devmode;
 pub mod metrics;
 #[cfg(feature = "real")]
 pub mod server;
+#[cfg(feature = "real")]
+pub mod service;
 
 /// The generated gRPC types of `proto/routing/v1/routing.proto`.
 pub mod proto {

@@ -18,14 +18,14 @@ use routing_engine::client::{self, RouteArgs};
 use routing_engine::config::{self, ServeArgs};
 use routing_engine::core::clock::SystemClock;
 use routing_engine::core::numbering;
-use routing_engine::core::ports::TableStore;
+use routing_engine::core::ports::Clock;
 use routing_engine::core::router::{Router, RouterSettings};
-use routing_engine::core::table::RoutingTable;
 use routing_engine::devmode;
 use routing_engine::metrics::Metrics;
 use routing_engine::secret::Secret;
 use routing_engine::server::tls::{self, PemFiles, ServerTls};
 use routing_engine::server::{http, Edge};
+use routing_engine::service;
 use routing_engine::source::files::DataDirs;
 
 #[derive(Parser)]
@@ -47,6 +47,8 @@ enum Command {
     Route(RouteArgs),
     /// Load the CSV files into PostgreSQL.
     Load(LoadArgs),
+    /// Publish one operator-health event to NATS JetStream.
+    PublishHealth(routing_engine::tools::publish_health::PublishHealthArgs),
 }
 
 #[derive(clap::Args)]
@@ -105,6 +107,10 @@ fn main() -> ExitCode {
             Command::Dev(args) => dev(args).await,
             Command::Route(args) => route(args).await,
             Command::Load(args) => load(args).await,
+            Command::PublishHealth(args) => {
+                init_human_logs("warn");
+                args.run().await.map(|()| ExitCode::SUCCESS)
+            }
         }
     });
 
@@ -139,63 +145,50 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ca: secrets.tls_ca.clone().into_bytes(),
     })
     .context("set up TLS from the mounted certificate")?;
-    let store = postgres_store(&secrets.database_url)?;
-    let router = Router::new(Arc::new(SystemClock), RouterSettings::default());
-    let edge = new_edge(router.with_store(store.clone())).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let live = &config.live;
+    let pool = service::postgres_pool(&secrets.database_url)
+        // The error text could quote the URL: say only which setting is wrong.
+        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL connection URL"))?;
+    let store = service::table_store(pool, live.portability);
+    let settings = RouterSettings {
+        health_stale_after_ms: (live.health_stale_after_secs * 1000) as i64,
+        ..RouterSettings::default()
+    };
+    let metrics = Arc::new(Metrics::new().context("register metrics")?);
+    let cache = service::shared_cache(&secrets.redis_url, live.replicas, clock.clone(), &metrics)
+        .await
+        .context("set up Redis")?;
+    let router = Router::new(clock, settings)
+        .with_store(store.clone())
+        .with_cache(cache);
+    let edge = Edge::new(Arc::new(router), metrics.clone()).await;
+    metrics.watch_router(edge.router().clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let servers = start_servers(&edge, tls, config.grpc_addr, config.http_addr, &stop_rx).await?;
+    let health_feed = service::spawn_health_feed(
+        edge.router().clone(),
+        live.nats_url.clone(),
+        config.nats_creds_file.clone(),
+        metrics.clone(),
+    );
 
+    let poll = Duration::from_millis(live.reload_poll_ms.max(50));
+    let router = edge.router().clone();
     tokio::select! {
-        () = load_until_installed(store.as_ref(), &edge, config.store_retry_max) => {
+        watcher = service::load_and_watch(router, store, metrics, poll, config.store_retry_max) => {
+            edge.serving().await;
             shutdown_signal().await;
+            watcher.abort();
         }
         () = shutdown_signal() => {}
     }
+    health_feed.abort();
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     servers.await?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn postgres_store(url: &Secret) -> anyhow::Result<Arc<dyn TableStore>> {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy(url.expose())
-        // The error text could quote the URL: say only which setting is wrong.
-        .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL connection URL"))?;
-    Ok(Arc::new(routing_engine::adapters::postgres::PgStore::new(
-        pool,
-    )))
-}
-
-/// Loads the table from the store, waiting longer after each failure, until
-/// one is installed.
-async fn load_until_installed(store: &dyn TableStore, edge: &Edge, max_wait: Duration) {
-    let mut wait = Duration::from_millis(500);
-
-    for attempt in 1u32.. {
-        match load_table(store).await {
-            Ok(table) => {
-                edge.install(table).await;
-                return;
-            }
-            Err(error) => tracing::warn!(
-                attempt,
-                retry_in_ms = wait.as_millis() as u64,
-                error = format!("{error:#}"),
-                "routing table not loaded yet"
-            ),
-        }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(max_wait);
-    }
-}
-
-async fn load_table(store: &dyn TableStore) -> anyhow::Result<RoutingTable> {
-    let source = store.load().await.context("read the routing table")?;
-    RoutingTable::build(source).context("build the routing table")
 }
 
 // === dev ===

@@ -400,11 +400,11 @@ async fn management_endpoints_follow_the_table() -> anyhow::Result<()> {
 
     let (status, text) = server.get("/metrics").await?;
     assert_eq!(status, 200);
-    let no_route = r#"routing_engine_grpc_decisions_total{operator="",outcome="NO_ROUTE"} 1"#;
+    let no_route = r#"routing_engine_decisions_total{operator="",outcome="NO_ROUTE"} 1"#;
     assert!(text.contains(no_route), "{text}");
     let chosen = text
         .lines()
-        .filter(|l| l.starts_with(r#"routing_engine_grpc_decisions_total{operator="op-uk-"#))
+        .filter(|l| l.starts_with(r#"routing_engine_decisions_total{operator="op-uk-"#))
         .filter(|l| l.contains(r#"outcome="ok""#))
         .count();
     assert_eq!(chosen, 1, "{text}");

@@ -102,6 +102,7 @@ fn router(stale_after_ms: i64) -> Arc<Router> {
     };
     let settings = RouterSettings {
         health_stale_after_ms: stale_after_ms,
+        ..RouterSettings::default()
     };
     let router = Router::new(Arc::new(SystemClock), settings);
     router.install(RoutingTable::build(source).unwrap());

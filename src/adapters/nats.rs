@@ -222,6 +222,9 @@ pub struct NatsHealthBus {
     last_stream_seq: u64,
     consumer_base: String,
     consumers_opened: u64,
+    /// Consecutive failures to open the consumer; only the first is a
+    /// warning, so a missing stream does not flood the log.
+    open_failures: u32,
     connected: bool,
 }
 
@@ -276,6 +279,7 @@ impl NatsHealthBus {
             last_stream_seq: 0,
             consumer_base: format!("{}-{unique}", settings.client_name),
             consumers_opened: 0,
+            open_failures: 0,
             connected: true,
         })
     }
@@ -380,14 +384,25 @@ impl HealthBus for NatsHealthBus {
             let mut reopen_wait = Duration::ZERO;
             if self.messages.is_none() && self.connected {
                 match self.open().await {
-                    Ok(messages) => self.messages = Some(messages),
+                    Ok(messages) => {
+                        if self.open_failures > 0 {
+                            tracing::info!(stream = %self.subjects.stream, "health consumer open");
+                        }
+                        self.open_failures = 0;
+                        self.messages = Some(messages);
+                    }
                     Err(e) => {
-                        tracing::warn!(
-                            stream = %self.subjects.stream,
-                            error = %e,
-                            "health consumer did not open; trying again"
-                        );
-                        reopen_wait = REOPEN_AFTER;
+                        if self.open_failures == 0 {
+                            tracing::warn!(
+                                stream = %self.subjects.stream,
+                                error = %e,
+                                "health consumer did not open; retrying quietly"
+                            );
+                        } else {
+                            tracing::debug!(error = %e, "health consumer did not open");
+                        }
+                        self.open_failures = self.open_failures.saturating_add(1);
+                        reopen_wait = REOPEN_AFTER * self.open_failures.min(10);
                     }
                 }
             }

@@ -28,6 +28,9 @@ const WHAT: &str = "the routing table in PostgreSQL";
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
+    /// Whether `load` reads the ported numbers into the snapshot; when not,
+    /// the router asks [`TableStore::ported_network`] per destination.
+    ported_in_snapshot: bool,
 }
 
 type PgTx<'a> = Transaction<'a, Postgres>;
@@ -48,7 +51,17 @@ type RuleRow = (
 
 impl PgStore {
     pub fn new(pool: PgPool) -> PgStore {
-        PgStore { pool }
+        PgStore {
+            pool,
+            ported_in_snapshot: true,
+        }
+    }
+
+    /// Leaves ported numbers out of `load`: for tables too large to hold in
+    /// every replica, looked up per destination (through the cache) instead.
+    pub fn without_ported_in_snapshot(mut self) -> PgStore {
+        self.ported_in_snapshot = false;
+        self
     }
 
     /// Connects a small pool to `database_url`.
@@ -59,7 +72,7 @@ impl PgStore {
             .connect(database_url)
             .await
             .map_err(|error| port_error(error, Duration::from_secs(5)))?;
-        Ok(PgStore { pool })
+        Ok(PgStore::new(pool))
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -91,11 +104,14 @@ impl PgStore {
         .await
         .map_err(|e| self.error(e))?;
 
-        let ported: Vec<(String, String)> =
+        let ported: Vec<(String, String)> = if self.ported_in_snapshot {
             sqlx::query_as("SELECT e164, network FROM ported_numbers ORDER BY e164")
                 .fetch_all(&mut **tx)
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(e))?
+        } else {
+            Vec::new()
+        };
 
         let rules: Vec<RuleRow> = sqlx::query_as(
             "SELECT id, account, match_type, match_value, priority, operator_id, weight, \
@@ -162,7 +178,9 @@ impl TableStore for PgStore {
 }
 
 fn port_error(error: sqlx::Error, acquire_timeout: Duration) -> PortError {
-    tracing::warn!(%error, "PostgreSQL call failed");
+    // Callers decide how loud a failure is: the reloader reports outages
+    // once, and per-request lookups must not log at all above debug.
+    tracing::debug!(%error, "PostgreSQL call failed");
     match error {
         sqlx::Error::PoolTimedOut => PortError::Timeout {
             what: WHAT,

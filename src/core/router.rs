@@ -2,6 +2,7 @@
 //! snapshot, health book, clock and shared limits.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 
@@ -92,6 +93,8 @@ pub struct Decision {
     pub table_version: u64,
     /// Empty unless the request asked for it.
     pub explain: Vec<CandidateTrace>,
+    /// Candidates skipped at their throughput limit, for metrics.
+    pub throttled: Vec<String>,
 }
 
 /// Tunables of the router.
@@ -99,12 +102,16 @@ pub struct Decision {
 pub struct RouterSettings {
     /// A health status older than this reads as unknown.
     pub health_stale_after_ms: i64,
+    /// Longest wait for the store's portability answer on the request path;
+    /// past it the prefix network is used.
+    pub store_lookup_timeout: Duration,
 }
 
 impl Default for RouterSettings {
     fn default() -> Self {
         RouterSettings {
             health_stale_after_ms: 30_000,
+            store_lookup_timeout: Duration::from_millis(100),
         }
     }
 }
@@ -116,6 +123,7 @@ pub struct Router {
     clock: Arc<dyn Clock>,
     cache: Option<Arc<dyn Cache>>,
     store: Option<Arc<dyn TableStore>>,
+    store_lookup_timeout: Duration,
 }
 
 impl Router {
@@ -126,6 +134,7 @@ impl Router {
             clock,
             cache: None,
             store: None,
+            store_lookup_timeout: settings.store_lookup_timeout,
         }
     }
 
@@ -243,7 +252,11 @@ impl Router {
                 return Some(answer);
             }
         }
-        let answer = self.store.as_ref()?.ported_network(e164).await.ok()?;
+        let lookup = self.store.as_ref()?.ported_network(e164);
+        let answer = tokio::time::timeout(self.store_lookup_timeout, lookup)
+            .await
+            .ok()?
+            .ok()?;
         if let Some(cache) = &self.cache {
             if let Err(e) = cache.remember_ported(e164, answer.as_deref()).await {
                 tracing::debug!(error = %e, "portability answer not cached");
@@ -355,6 +368,10 @@ fn build_decision(
         cost_micros: first_rule.cost_micros,
         table_version: table.version(),
         explain,
+        throttled: throttled
+            .iter()
+            .map(|p| table.operator(plan.ordered[*p].operator).id.clone())
+            .collect(),
     }
 }
 
@@ -374,6 +391,7 @@ fn explain(
     };
 
     let mut lines = Vec::with_capacity(plan.ordered.len() + plan.dropped.len());
+    let mut fallback = 0;
     for (pos, c) in plan.ordered.iter().enumerate() {
         let health = c.health.as_str();
         lines.push(if pos == chosen {
@@ -385,10 +403,11 @@ fn explain(
         } else if throttled.contains(&pos) {
             line(c, Outcome::Dropped, "at its throughput limit".into())
         } else {
+            fallback += 1;
             line(
                 c,
                 Outcome::Fallback,
-                format!("fallback #{} ({health})", pos + 1),
+                format!("fallback #{fallback} ({health})"),
             )
         });
     }

@@ -81,9 +81,13 @@ impl RoutingEngine for RoutingService {
 
         let seconds = started.elapsed().as_secs_f64();
         match &decided {
-            Ok(decision) => self
-                .metrics
-                .record_decision("ok", &decision.operator.id, seconds),
+            Ok(decision) => {
+                self.metrics
+                    .record_decision("ok", &decision.operator.id, seconds);
+                for operator in &decision.throttled {
+                    self.metrics.record_throttled(operator);
+                }
+            }
             Err(status) => self.metrics.record_decision(reason_of(status), "", seconds),
         }
 

@@ -74,6 +74,11 @@ impl Edge {
         );
     }
 
+    /// Reports the service as serving, once a table is in use.
+    pub async fn serving(&self) {
+        self.set_health(ServingStatus::Serving).await;
+    }
+
     /// The routing service with the standard health and reflection services.
     pub fn grpc_routes(&self) -> Result<Routes, EdgeError> {
         let routing = RoutingService::new(self.router.clone(), self.metrics.clone());
