@@ -205,6 +205,26 @@ impl Metrics {
         self.tls_handshake_failures.get()
     }
 
+    /// Each dependency's last known state, for `/ready`.
+    pub fn dependencies(&self) -> Vec<(String, bool)> {
+        self.refresh();
+        let families = self.registry.gather();
+        let Some(family) = families
+            .iter()
+            .find(|f| f.name() == "routing_engine_dependency_up")
+        else {
+            return Vec::new();
+        };
+        family
+            .get_metric()
+            .iter()
+            .filter_map(|m| {
+                let name = m.get_label().first()?.value().to_owned();
+                Some((name, m.get_gauge().value() > 0.5))
+            })
+            .collect()
+    }
+
     /// The registry in the Prometheus text format.
     pub fn render(&self) -> Result<String, MetricsError> {
         self.refresh();

@@ -47,8 +47,16 @@ async fn health() -> &'static str {
 }
 
 /// Ready once a routing table is installed: before that every decision
-/// would be refused with `NOT_READY`.
+/// would be refused with `NOT_READY`. A dependency that is down degrades
+/// answers (see the README) but does not make the replica unready; its state
+/// is in the body.
 async fn ready(State(edge): State<Edge>) -> Response {
+    let dependencies: serde_json::Map<String, serde_json::Value> = edge
+        .metrics()
+        .dependencies()
+        .into_iter()
+        .map(|(name, up)| (name, json!(if up { "up" } else { "down" })))
+        .collect();
     match edge.router().table() {
         Some(table) => {
             let body = json!({
@@ -56,6 +64,7 @@ async fn ready(State(edge): State<Edge>) -> Response {
                 "table_version": table.version(),
                 "operators": table.operator_count(),
                 "rules": table.rule_count(),
+                "dependencies": dependencies,
             });
             (StatusCode::OK, Json(body)).into_response()
         }
@@ -63,6 +72,7 @@ async fn ready(State(edge): State<Edge>) -> Response {
             let body = json!({
                 "status": "not_ready",
                 "reason": "no routing table has been loaded yet",
+                "dependencies": dependencies,
             });
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }

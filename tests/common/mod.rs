@@ -81,6 +81,11 @@ impl TestDb {
     }
 
     pub async fn read_only_pool(&self) -> PgPool {
+        self.read_only_pool_sized(2).await
+    }
+
+    /// A pool of `size` connections as the read-only role.
+    pub async fn read_only_pool_sized(&self, size: u32) -> PgPool {
         let mut options = self
             .server
             .clone()
@@ -90,7 +95,7 @@ impl TestDb {
             options = options.password(&password);
         }
         PgPoolOptions::new()
-            .max_connections(2)
+            .max_connections(size)
             .connect_with(options)
             .await
             .expect("the read-only role logs in")
