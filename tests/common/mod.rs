@@ -84,6 +84,19 @@ impl TestDb {
         self.read_only_pool_sized(2).await
     }
 
+    /// How the read-only role connects to this database.
+    pub fn read_only_options(&self) -> PgConnectOptions {
+        let mut options = self
+            .server
+            .clone()
+            .database(&self.name)
+            .username(READ_ONLY_ROLE);
+        if let Ok(password) = std::env::var("TEST_RO_PASSWORD") {
+            options = options.password(&password);
+        }
+        options
+    }
+
     /// A pool of `size` connections as the read-only role.
     pub async fn read_only_pool_sized(&self, size: u32) -> PgPool {
         let mut options = self
@@ -123,4 +136,5 @@ impl Drop for TestDb {
     }
 }
 
+pub mod proxy;
 pub mod traffic;

@@ -1,0 +1,164 @@
+//! Proves the PostgreSQL degraded modes against the real server behind a
+//! proxy the test cuts: down at start the replica is not ready and retries;
+//! down later it keeps serving the last table, answers ported numbers from
+//! the Redis cache, else from the prefix network and says so; and it
+//! recovers by itself, picking up changes committed during the outage.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::{repo_root, TestDb};
+use routing_engine::adapters::postgres::{forward_changes, PgStore};
+use routing_engine::adapters::redis::{RedisCache, RedisSettings, RedisUrl};
+use routing_engine::core::clock::SystemClock;
+use routing_engine::core::error::RouteError;
+use routing_engine::core::ports::TableStore;
+use routing_engine::core::reload::{self, NoopReloadObserver, ReloadSettings};
+use routing_engine::core::router::{NetworkSource, RouteRequest, Router, RouterSettings};
+use routing_engine::loader::run_load;
+use routing_engine::source::files::DataDirs;
+use sqlx::postgres::PgPoolOptions;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+fn request(destination: &str) -> RouteRequest {
+    RouteRequest {
+        message_id: "m-1".into(),
+        destination: destination.into(),
+        sender: "+15551234".into(),
+        ..RouteRequest::default()
+    }
+}
+
+/// Two numbers the sample lists as ported, with their prefix networks.
+const PORTED_CACHED: &str = "+447400123456";
+const PORTED_UNCACHED: &str = "+447400999999";
+
+async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("{what} after {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outages_degrade_and_recover() {
+    let db = TestDb::create("degraded_pg").await;
+    let sample = DataDirs::sample(&repo_root());
+    run_load(&db.admin_url(), &sample.carrier, &sample.routing)
+        .await
+        .unwrap();
+    let admin = db.admin_pool().await;
+    for (e164, network) in [(PORTED_CACHED, "44:EE"), (PORTED_UNCACHED, "44:Vodafone")] {
+        sqlx::query(
+            "INSERT INTO ported_numbers VALUES ($1, $2) ON CONFLICT (e164) DO UPDATE \
+                     SET network = EXCLUDED.network",
+        )
+        .bind(e164)
+        .bind(network)
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+
+    // PostgreSQL is unreachable when the replica starts.
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap(), false).await;
+    let options = db
+        .read_only_options()
+        .host("127.0.0.1")
+        .port(proxy.addr.port());
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy_with(options);
+    let store = Arc::new(PgStore::new(pool.clone()).without_ported_in_snapshot());
+    let mut redis = RedisSettings::new(RedisUrl::new("redis://127.0.0.1:6379"));
+    redis.key_prefix = format!("routing-engine-test:{}:degraded", std::process::id());
+    let cache = Arc::new(RedisCache::connect(redis).await.unwrap());
+    let router = Arc::new(
+        Router::new(Arc::new(SystemClock), RouterSettings::default())
+            .with_store(store.clone())
+            .with_cache(cache),
+    );
+
+    let settings = ReloadSettings {
+        poll_every: Duration::from_millis(200),
+        first_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(300),
+    };
+    let loader = {
+        let (router, store, settings) = (router.clone(), store.clone(), settings.clone());
+        tokio::spawn(async move {
+            reload::first_load(&router, store.as_ref(), &NoopReloadObserver, &settings).await;
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        router.table().is_none(),
+        "a table appeared while PostgreSQL was down"
+    );
+    let not_ready = router.route(&request(PORTED_CACHED)).await.unwrap_err();
+    assert_eq!(not_ready, RouteError::NotReady);
+
+    // It comes back: the replica becomes ready by itself.
+    proxy.set_up(true);
+    wait_until(
+        "ready once PostgreSQL is back",
+        Duration::from_secs(5),
+        async || router.table().is_some(),
+    )
+    .await;
+    loader.await.unwrap();
+    let changed = Arc::new(Notify::new());
+    let dyn_store: Arc<dyn TableStore> = store.clone();
+    let watcher = tokio::spawn(reload::watch(
+        router.clone(),
+        dyn_store,
+        Arc::new(NoopReloadObserver),
+        changed.clone(),
+        settings,
+    ));
+    let notifications = tokio::spawn(forward_changes(pool, changed));
+
+    let cached = router.route(&request(PORTED_CACHED)).await.unwrap();
+    assert_eq!(cached.network.as_deref(), Some("44:EE"));
+    assert_eq!(cached.network_source, NetworkSource::Ported);
+
+    // Down again: the last table keeps serving; portability comes from Redis
+    // where it was cached, else from the prefix, and the answer says which.
+    proxy.set_up(false);
+    let version = router.table().unwrap().version();
+    let cached = router.route(&request(PORTED_CACHED)).await.unwrap();
+    assert_eq!(cached.network_source, NetworkSource::Ported);
+    assert_eq!(cached.network.as_deref(), Some("44:EE"));
+    let uncached = router.route(&request(PORTED_UNCACHED)).await.unwrap();
+    assert_eq!(uncached.network_source, NetworkSource::PrefixFallback);
+    assert_eq!(uncached.network.as_deref(), Some("44:Three"));
+    assert_eq!(uncached.table_version, version);
+
+    // A change committed during the outage is picked up after it.
+    sqlx::query("UPDATE rules SET cost_micros = cost_micros + 1 WHERE id = 'r-44-eu'")
+        .execute(&admin)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(router.table().unwrap().version(), version);
+    proxy.set_up(true);
+    wait_until(
+        "the change made during the outage is live",
+        Duration::from_secs(5),
+        async || router.table().unwrap().version() > version,
+    )
+    .await;
+    let recovered = router.route(&request(PORTED_UNCACHED)).await.unwrap();
+    assert_eq!(recovered.network_source, NetworkSource::Ported);
+    assert_eq!(recovered.network.as_deref(), Some("44:Vodafone"));
+
+    watcher.abort();
+    notifications.abort();
+}
