@@ -16,59 +16,142 @@ use crate::core::table::is_network_name;
 
 const WHAT: &str = "redis";
 
-/// A bucket idle this long is full again, so it may as well vanish.
-const BUCKET_IDLE_TTL_MS: u64 = 2_000;
+/// Length of the window every limit is counted over, in microseconds.
+const WINDOW_US: u64 = 1_000_000;
 
-/// The token bucket, atomic in Redis. Time comes from Redis `TIME`, so
-/// replicas with skewed clocks agree.
+/// Keys of an operator left idle this long vanish; after one window idle
+/// they hold nothing that still counts.
+const LOG_IDLE_TTL_MS: u64 = 2_000;
+
+/// Each operator's limit as an exact sliding-window log, atomic in Redis.
 ///
-/// KEYS[1] the bucket; ARGV[1] capacity and refill per second, in parts;
-/// ARGV[2] parts wanted; ARGV[3] idle TTL in ms. The bucket is a hash of
-/// `t` (tokens), `c` (capacity when written) and `at` (microseconds).
-/// A bucket that is not such a hash, or whose fields do not validate, is
-/// replaced by a full one. Returns `{admitted, repaired}`, each 0 or 1.
-const BUCKET_SCRIPT: &str = r#"
+/// Why a log and not a token bucket: a bucket of `limit` parts refilled at
+/// `limit` parts per second lets an idle operator take a full bucket and then
+/// the refill within the same second, so up to 2 x `limit` parts pass in one
+/// second. Operators enforce their TPS over any second, so the limiter keeps
+/// the admissions of the last second and admits only while they and the new
+/// message fit in `limit`: no window of one second (aligned or not) ever
+/// holds more than `limit` parts, and an idle operator still admits `limit`
+/// parts at once.
+///
+/// What it costs: O(admissions in the last second) memory per operator, at
+/// most `limit` members (every member holds at least one part), and per call
+/// O(log n) plus the members that expire, each decoded once.
+///
+/// Time comes from Redis `TIME`, so replicas with skewed clocks agree.
+///
+/// KEYS[1] the log, a sorted set of admissions scored by their time in
+/// microseconds; a member is `<cumulative>:<parts>`, the cumulative count of
+/// parts admitted through it (zero-padded to 16 digits, so members that tie
+/// on time sort in admission order, and unique) and its own parts. KEYS[2]
+/// the running total of parts in the log, a decimal string.
+/// ARGV[1] limit in parts; ARGV[2] parts wanted; ARGV[3] window in
+/// microseconds; ARGV[4] idle TTL in ms.
+///
+/// Expired members (time <= now - window) are removed and their parts
+/// subtracted; the total is then checked against what is left: the newest
+/// member's cumulative count minus the oldest's, plus the oldest's parts.
+/// The log is rebuilt empty (and reported) when a key has the wrong type,
+/// the total is not a non-negative integer, a member does not decode or is
+/// dated more than a window ahead, or the total disagrees with the members.
+/// A total above `limit` that the members account for is not corrupt: the
+/// limit was lowered, or replicas briefly run different tables, and it
+/// throttles until those parts leave the window.
+/// A new member is dated no earlier than the newest, so a clock that steps
+/// back delays expiry rather than reordering the log.
+///
+/// Returns `{admitted, repaired, at}`: 0 or 1, 0 or 1, and the time in
+/// microseconds the admission was logged at (0 when throttled).
+const LOG_SCRIPT: &str = r#"
 if redis.replicate_commands then redis.replicate_commands() end
-local key = KEYS[1]
-local capacity = tonumber(ARGV[1])
-local wanted = tonumber(ARGV[2])
-local ttl_ms = tonumber(ARGV[3])
+local log_key, total_key = KEYS[1], KEYS[2]
+local limit = tonumber(ARGV[1])
+local parts = tonumber(ARGV[2])
+local window = tonumber(ARGV[3])
+local ttl_ms = tonumber(ARGV[4])
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 
-local function valid(t, c, at)
-  if t == nil or c == nil or at == nil then return false end
-  if t ~= t or c ~= c or at ~= at then return false end
-  return c >= 1 and c <= 4294967295 and t >= 0 and t <= c
-    and at >= 0 and at <= now + 1000000
-end
+-- Numbers reach Redis as text; the default conversion keeps 14 digits only.
+local function text(n) return string.format('%.0f', n) end
 
-local tokens = capacity
-local repaired = 0
-local kind = redis.call('TYPE', key)['ok']
-if kind == 'hash' then
-  local f = redis.call('HMGET', key, 't', 'c', 'at')
-  local t, c, at = tonumber(f[1]), tonumber(f[2]), tonumber(f[3])
-  if redis.call('HLEN', key) == 3 and valid(t, c, at) then
-    local elapsed = math.max(0, now - at)
-    tokens = math.min(capacity, t + elapsed * capacity / 1000000)
-  else
-    repaired = 1
+-- A non-negative integer in decimal digits, exact as a Lua number, or nil.
+local function count(s)
+  if type(s) ~= 'string' or #s < 1 or #s > 16 or not string.match(s, '^%d+$') then
+    return nil
   end
-elseif kind ~= 'none' then
-  repaired = 1
+  local n = tonumber(s)
+  if n > 9007199254740991 then return nil end
+  return n
 end
-if repaired == 1 then redis.call('DEL', key) end
 
-local admitted = 0
-if wanted <= tokens then
-  tokens = tokens - wanted
+-- A member's cumulative count and parts, or nil.
+local function decode(member)
+  local cum, p = string.match(member, '^(%d+):(%d+)$')
+  if cum == nil or #cum ~= 16 then return nil end
+  cum, p = count(cum), count(p)
+  if p == nil or p < 1 or p > cum then return nil end
+  return cum, p
+end
+
+-- The total after expiry, the newest member's time and cumulative count;
+-- nil when the stored state does not validate.
+local function load()
+  local log_kind = redis.call('TYPE', log_key)['ok']
+  local total_kind = redis.call('TYPE', total_key)['ok']
+  if log_kind == 'none' and total_kind == 'none' then return 0, 0, 0 end
+  if total_kind ~= 'string' or (log_kind ~= 'zset' and log_kind ~= 'none') then
+    return nil
+  end
+  local total = count(redis.call('GET', total_key))
+  if total == nil then return nil end
+
+  local horizon = text(now - window)
+  local expired = redis.call('ZRANGEBYSCORE', log_key, '-inf', horizon)
+  for _, member in ipairs(expired) do
+    local _, p = decode(member)
+    if p == nil then return nil end
+    total = total - p
+  end
+  if #expired > 0 then redis.call('ZREMRANGEBYSCORE', log_key, '-inf', horizon) end
+  if total < 0 then return nil end
+
+  local left = redis.call('ZCARD', log_key)
+  if left == 0 then
+    if total ~= 0 then return nil end
+    return 0, 0, 0
+  end
+  local oldest = redis.call('ZRANGE', log_key, 0, 0)
+  local newest = redis.call('ZRANGE', log_key, -1, -1, 'WITHSCORES')
+  local first_cum, first_parts = decode(oldest[1])
+  local last_cum = decode(newest[1])
+  local stamp = tonumber(newest[2])
+  if first_cum == nil or last_cum == nil or stamp == nil then return nil end
+  if last_cum - first_cum + first_parts ~= total or left > total
+    or stamp > now + window then
+    return nil
+  end
+  return total, stamp, last_cum
+end
+
+local total, stamp, cum = load()
+local repaired = 0
+if total == nil then
+  redis.call('DEL', log_key, total_key)
+  total, stamp, cum, repaired = 0, 0, 0, 1
+end
+
+local admitted, at = 0, 0
+if total + parts <= limit then
+  at = math.max(now, stamp)
+  cum = cum + parts
+  total = total + parts
+  redis.call('ZADD', log_key, text(at), string.format('%016.0f:%.0f', cum, parts))
   admitted = 1
 end
-redis.call('HSET', key, 't', string.format('%.17g', tokens),
-  'c', string.format('%.17g', capacity), 'at', string.format('%.0f', now))
-redis.call('PEXPIRE', key, ttl_ms)
-return {admitted, repaired}
+redis.call('SET', total_key, text(total), 'PX', text(ttl_ms))
+if total > 0 then redis.call('PEXPIRE', log_key, text(ttl_ms)) end
+return {admitted, repaired, at}
 "#;
 
 /// A Redis URL; it may hold the password, so it never prints.
@@ -142,8 +225,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Portability lookups Redis did not answer (absent, corrupt or failed).
     pub misses: u64,
-    /// Values that did not validate: buckets replaced, portability entries
-    /// ignored.
+    /// Values that did not validate: admission logs rebuilt, portability
+    /// entries ignored.
     pub corrupt: u64,
     /// Commands that failed or timed out.
     pub errors: u64,
@@ -257,7 +340,7 @@ impl RedisCache {
         let conn = manager.map_err(|e| connect_error(&addr, &e, password.as_deref()))?;
         Ok(RedisCache {
             conn,
-            script: Script::new(BUCKET_SCRIPT),
+            script: Script::new(LOG_SCRIPT),
             settings,
             addr,
             counters: Arc::default(),
@@ -284,8 +367,11 @@ impl RedisCache {
         &self.addr
     }
 
-    fn bucket_key(&self, operator_id: &str) -> String {
-        format!("{}:tps:{operator_id}", self.settings.key_prefix)
+    /// The operator's admission log and its running total. The braces make
+    /// both keys hash to one slot, as a script's keys must on a cluster.
+    fn limit_keys(&self, operator_id: &str) -> (String, String) {
+        let base = format!("{}:tps:{{{operator_id}}}", self.settings.key_prefix);
+        (format!("{base}:log"), format!("{base}:parts"))
     }
 
     fn ported_key(&self, e164: &str) -> String {
@@ -337,6 +423,49 @@ enum Failure {
     Redis(RedisError),
 }
 
+impl RedisCache {
+    /// [`Cache::acquire`], also giving the Redis time, in microseconds since
+    /// the epoch, at which an admission was logged (`None` when throttled).
+    /// Any one-second span of these times holds at most `limit` parts.
+    // Limitation: a message of more parts than `limit` is never admitted, as
+    // no window may hold more than `limit` parts.
+    pub async fn acquire_logged(
+        &self,
+        operator_id: &str,
+        limit: u32,
+        parts: u32,
+    ) -> Result<(Admission, Option<u64>), PortError> {
+        if limit == 0 {
+            return Ok((Admission::Throttled, None));
+        }
+        let (log_key, total_key) = self.limit_keys(operator_id);
+        let mut conn = self.conn.clone();
+        let mut invocation = self.script.key(&log_key);
+        invocation
+            .key(&total_key)
+            .arg(limit)
+            .arg(parts.max(1))
+            .arg(WINDOW_US)
+            .arg(LOG_IDLE_TTL_MS);
+
+        let reply = invocation.invoke_async::<(i64, i64, i64)>(&mut conn);
+        let (admitted, repaired, at) = self.bounded(reply).await.map_err(|e| self.port_error(e))?;
+
+        if repaired == 1 {
+            Counters::bump(&self.counters.corrupt);
+            tracing::warn!(
+                operator.id = %operator_id,
+                "throughput log in redis did not validate; rebuilt empty"
+            );
+        }
+        Ok(if admitted == 1 {
+            (Admission::Admitted, u64::try_from(at).ok())
+        } else {
+            (Admission::Throttled, None)
+        })
+    }
+}
+
 #[async_trait]
 impl Cache for RedisCache {
     async fn acquire(
@@ -345,32 +474,8 @@ impl Cache for RedisCache {
         limit: u32,
         parts: u32,
     ) -> Result<Admission, PortError> {
-        if limit == 0 {
-            return Ok(Admission::Throttled);
-        }
-        let key = self.bucket_key(operator_id);
-        let mut conn = self.conn.clone();
-        let mut invocation = self.script.key(&key);
-        invocation
-            .arg(limit)
-            .arg(parts.max(1))
-            .arg(BUCKET_IDLE_TTL_MS);
-
-        let reply = invocation.invoke_async::<(i64, i64)>(&mut conn);
-        let (admitted, repaired) = self.bounded(reply).await.map_err(|e| self.port_error(e))?;
-
-        if repaired == 1 {
-            Counters::bump(&self.counters.corrupt);
-            tracing::warn!(
-                operator.id = %operator_id,
-                "throughput bucket in redis did not validate; replaced by a full one"
-            );
-        }
-        Ok(if admitted == 1 {
-            Admission::Admitted
-        } else {
-            Admission::Throttled
-        })
+        let (admission, _) = self.acquire_logged(operator_id, limit, parts).await?;
+        Ok(admission)
     }
 
     async fn ported_network(&self, e164: &str) -> Result<Option<Option<String>>, PortError> {

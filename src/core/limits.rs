@@ -1,7 +1,7 @@
-//! Throughput limits that survive a shared-cache outage: an in-process token
-//! bucket per operator, and a cache wrapper that falls back to it.
+//! Throughput limits that survive a shared-cache outage: an in-process
+//! sliding-window log per operator, and a cache wrapper that falls back to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -9,57 +9,81 @@ use async_trait::async_trait;
 
 use super::ports::{Admission, Cache, Clock, PortError};
 
-/// One operator's bucket, in message parts.
-#[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
-    at_ms: i64,
+/// Length of the window every limit is counted over.
+pub const LIMIT_WINDOW_MS: i64 = 1_000;
+
+/// One operator's admissions still inside the window, oldest first.
+#[derive(Debug, Default)]
+struct Window {
+    /// `(admitted at, parts)`, times never decreasing.
+    log: VecDeque<(i64, u32)>,
+    /// Sum of the parts in `log`.
+    parts: u64,
 }
 
-/// Token buckets held by this process alone, one per operator: capacity
-/// `rate` parts, refilled at `rate` parts per second.
+impl Window {
+    /// Forgets admissions at or before `now_ms - LIMIT_WINDOW_MS`.
+    fn expire(&mut self, now_ms: i64) {
+        let horizon = now_ms.saturating_sub(LIMIT_WINDOW_MS);
+        while let Some(&(at_ms, parts)) = self.log.front() {
+            if at_ms > horizon {
+                break;
+            }
+            self.log.pop_front();
+            self.parts -= u64::from(parts);
+        }
+    }
+}
+
+/// Sliding-window logs held by this process alone, one per operator: a
+/// message is admitted only if the parts admitted in the last second plus
+/// its own stay within the limit.
+///
+/// The same semantics as the shared limiter in Redis, and for the same
+/// reason: a token bucket of `limit` refilled at `limit` per second admits up
+/// to twice the limit within one second, the log never more than the limit in
+/// any one-second window, while an idle operator still admits the whole limit
+/// at once. It costs memory for the admissions of the last second, at most
+/// `limit` entries per operator.
 pub struct LocalLimiter {
     clock: Arc<dyn Clock>,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    windows: Mutex<HashMap<String, Window>>,
 }
 
 impl LocalLimiter {
     pub fn new(clock: Arc<dyn Clock>) -> LocalLimiter {
         LocalLimiter {
             clock,
-            buckets: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes `parts` tokens from the operator's bucket if it holds them.
+    /// Admits `parts` if the operator's parts admitted in the last second
+    /// plus `parts` stay within `limit`, and logs them.
     ///
-    /// A bucket seen for the first time starts full. A rate of zero or less
-    /// admits nothing.
-    // Limitation: a message of more parts than `rate` is never admitted, as a
-    // bucket never holds more than `rate` tokens.
-    pub fn acquire(&self, operator_id: &str, rate: f64, parts: u32) -> Admission {
-        if rate.is_nan() || rate <= 0.0 {
+    /// A fractional limit admits its whole part (7.5 admits 7 parts per
+    /// window). A limit of zero or less admits nothing. A clock that goes
+    /// back dates new admissions no earlier than the newest one, so they
+    /// expire late rather than early.
+    // Limitation: a message of more parts than `limit` is never admitted, as
+    // no window may hold more than `limit` parts.
+    pub fn acquire(&self, operator_id: &str, limit: f64, parts: u32) -> Admission {
+        if limit.is_nan() || limit <= 0.0 {
             return Admission::Throttled;
         }
         let now_ms = self.clock.now_unix_ms();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(operator_id.to_owned()).or_insert(Bucket {
-            tokens: rate,
-            at_ms: now_ms,
-        });
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let window = windows.entry(operator_id.to_owned()).or_default();
+        window.expire(now_ms);
 
-        // A clock that went back refills nothing; a lowered rate caps the bucket.
-        let elapsed_ms = (now_ms - bucket.at_ms).max(0) as f64;
-        bucket.tokens = (bucket.tokens + elapsed_ms * rate / 1000.0).min(rate);
-        bucket.at_ms = bucket.at_ms.max(now_ms);
-
-        let wanted = f64::from(parts);
-        if wanted <= bucket.tokens {
-            bucket.tokens -= wanted;
-            Admission::Admitted
-        } else {
-            Admission::Throttled
+        let wanted = window.parts + u64::from(parts);
+        if wanted as f64 > limit {
+            return Admission::Throttled;
         }
+        let newest_ms = window.log.back().map_or(now_ms, |&(at_ms, _)| at_ms);
+        window.log.push_back((now_ms.max(newest_ms), parts));
+        window.parts = wanted;
+        Admission::Admitted
     }
 }
 
@@ -129,7 +153,8 @@ impl ResilientCache {
         self.degradations.load(Ordering::Relaxed)
     }
 
-    /// This replica's share of `limit`, at least one part per second.
+    /// This replica's share of `limit` per one-second window, at least one
+    /// part.
     pub fn local_rate(&self, limit: u32) -> f64 {
         if limit == 0 {
             return 0.0;
@@ -235,47 +260,149 @@ mod tests {
             .count() as u32
     }
 
+    /// The most parts admitted within any window `(t - 1 s, t]`, from
+    /// admissions `(at_ms, parts)` in time order.
+    fn busiest_window(admissions: &[(i64, u32)]) -> u32 {
+        let mut most = 0;
+        let mut first = 0;
+        let mut inside = 0;
+        for &(at_ms, parts) in admissions {
+            inside += parts;
+            while admissions[first].0 <= at_ms - LIMIT_WINDOW_MS {
+                inside -= admissions[first].1;
+                first += 1;
+            }
+            most = most.max(inside);
+        }
+        most
+    }
+
     #[test]
-    fn local_bucket_bursts_to_capacity_then_refills_at_rate() {
-        // A full bucket admits `rate` parts at once, then `rate` per second.
+    fn an_idle_operator_admits_its_limit_at_once_then_nothing_for_a_second() {
+        // The whole limit passes as one burst; the window then stays full
+        // until the burst is a second old, when the limit passes again.
         let clock = ManualClock::at_unix_ms(1_000_000);
         let limiter = LocalLimiter::new(Arc::new(clock.clone()));
         assert_eq!(admitted(&limiter, 10.0, 1, 50), 10);
 
         clock.advance_ms(300);
-        assert_eq!(admitted(&limiter, 10.0, 1, 50), 3);
+        assert_eq!(
+            admitted(&limiter, 10.0, 1, 50),
+            0,
+            "a bucket would refill 3"
+        );
+        clock.advance_ms(699);
+        assert_eq!(admitted(&limiter, 10.0, 1, 50), 0, "999 ms after the burst");
 
+        clock.advance_ms(1);
+        assert_eq!(admitted(&limiter, 10.0, 1, 50), 10, "the burst has left");
         clock.advance_ms(10_000);
         assert_eq!(
             admitted(&limiter, 10.0, 1, 50),
             10,
-            "refill caps at capacity"
+            "never more than the limit"
         );
     }
 
     #[test]
-    fn local_bucket_counts_parts_and_keeps_operators_apart() {
-        // A three-part message takes three tokens; another operator's bucket
-        // is untouched.
+    fn the_window_slides_rather_than_resetting_each_second() {
+        // Parts leave the window one second after they were admitted, not at
+        // a second boundary: 5 at 0 ms and 5 at 500 ms leave 5 free at 1 s.
         let clock = ManualClock::at_unix_ms(0);
         let limiter = LocalLimiter::new(Arc::new(clock.clone()));
-        assert_eq!(admitted(&limiter, 10.0, 3, 10), 3);
-        assert_eq!(limiter.acquire("op-a", 10.0, 1), Admission::Admitted);
-        assert_eq!(limiter.acquire("op-a", 10.0, 1), Admission::Throttled);
-        assert_eq!(limiter.acquire("op-b", 10.0, 3), Admission::Admitted);
-        assert_eq!(limiter.acquire("op-a", 0.0, 1), Admission::Throttled);
+        assert_eq!(admitted(&limiter, 10.0, 1, 5), 5);
+        clock.advance_ms(500);
+        assert_eq!(admitted(&limiter, 10.0, 1, 50), 5);
+
+        clock.advance_ms(500);
+        assert_eq!(admitted(&limiter, 10.0, 1, 50), 5);
+        clock.advance_ms(499);
+        assert_eq!(admitted(&limiter, 10.0, 1, 50), 0);
+        clock.advance_ms(1);
+        assert_eq!(admitted(&limiter, 10.0, 1, 50), 5);
     }
 
     #[test]
-    fn local_bucket_survives_a_clock_that_goes_back() {
-        // Time going backwards refills nothing and never panics.
+    fn parts_count_and_operators_are_kept_apart() {
+        // A three-part message uses three of the limit; another operator's
+        // window is untouched; a fractional limit admits its whole part.
+        let clock = ManualClock::at_unix_ms(0);
+        let limiter = LocalLimiter::new(Arc::new(clock.clone()));
+        assert_eq!(admitted(&limiter, 10.0, 3, 10), 3);
+        assert_eq!(limiter.acquire("op-a", 10.0, 2), Admission::Throttled);
+        assert_eq!(limiter.acquire("op-a", 10.0, 1), Admission::Admitted);
+        assert_eq!(limiter.acquire("op-a", 10.0, 1), Admission::Throttled);
+        assert_eq!(limiter.acquire("op-b", 10.0, 3), Admission::Admitted);
+        assert_eq!(limiter.acquire("op-c", 0.0, 1), Admission::Throttled);
+        assert_eq!(limiter.acquire("op-c", 4.0, 5), Admission::Throttled);
+
+        assert_eq!(admitted(&limiter, 10.0, 1, 1), 0, "op-a stays full");
+        let limiter = LocalLimiter::new(Arc::new(clock.clone()));
+        assert_eq!(admitted(&limiter, 7.5, 1, 10), 7);
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_frees_nothing_early() {
+        // Time going backwards expires nothing and never panics; the parts
+        // leave one second after the latest time the clock showed.
         let clock = ManualClock::at_unix_ms(10_000);
         let limiter = LocalLimiter::new(Arc::new(clock.clone()));
-        assert_eq!(admitted(&limiter, 5.0, 1, 10), 5);
+        assert_eq!(admitted(&limiter, 5.0, 1, 3), 3);
         clock.set_unix_ms(5_000);
+        assert_eq!(admitted(&limiter, 5.0, 1, 10), 2);
+        clock.set_unix_ms(10_999);
         assert_eq!(admitted(&limiter, 5.0, 1, 10), 0);
-        clock.set_unix_ms(10_200);
-        assert_eq!(admitted(&limiter, 5.0, 1, 10), 1);
+        clock.set_unix_ms(11_000);
+        assert_eq!(admitted(&limiter, 5.0, 1, 10), 5);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_window_of_a_second_holds_more_than_the_limit(
+            limit in 1u32..40,
+            steps in proptest::collection::vec((0i64..300, 1u32..=3, 1u32..8), 1..200),
+        ) {
+            // Any schedule of arrivals, bursty or sparse, of 1 to 3 parts:
+            // every window (t - 1 s, t] holds at most `limit` parts.
+            let clock = ManualClock::at_unix_ms(0);
+            let limiter = LocalLimiter::new(Arc::new(clock.clone()));
+            let mut log = Vec::new();
+            for (gap_ms, parts, tries) in steps {
+                clock.advance_ms(gap_ms);
+                for _ in 0..tries {
+                    if limiter.acquire("op-a", f64::from(limit), parts) == Admission::Admitted {
+                        log.push((clock.now_unix_ms(), parts));
+                    }
+                }
+            }
+            proptest::prop_assert!(busiest_window(&log) <= limit);
+        }
+    }
+
+    #[test]
+    fn steady_demand_above_the_limit_gets_the_limit_every_second() {
+        // Messages of 1, 2 and 3 parts every 2 ms for 10 s: each second
+        // admits between limit - 2 and limit parts, never more in any window.
+        let clock = ManualClock::at_unix_ms(0);
+        let limiter = LocalLimiter::new(Arc::new(clock.clone()));
+        let mut log = Vec::new();
+        for n in 0..5_000u32 {
+            let parts = [1, 3, 2][n as usize % 3];
+            if limiter.acquire("op-a", 30.0, parts) == Admission::Admitted {
+                log.push((clock.now_unix_ms(), parts));
+            }
+            clock.advance_ms(2);
+        }
+
+        assert_eq!(busiest_window(&log), 30);
+        for second in 0..10 {
+            let parts: u32 = log
+                .iter()
+                .filter(|(at_ms, _)| at_ms / 1_000 == second)
+                .map(|(_, parts)| parts)
+                .sum();
+            assert!((28..=30).contains(&parts), "second {second}: {parts}");
+        }
     }
 
     /// A shared cache that admits everything or fails, as switched.

@@ -56,8 +56,10 @@ pub enum Admission {
 /// Shared state across replicas: throughput limits and the portability cache.
 #[async_trait]
 pub trait Cache: Send + Sync + 'static {
-    /// Takes `parts` tokens from the operator's bucket of `limit` parts per
-    /// second (bursts up to `limit`), atomically for every replica.
+    /// Admits `parts` if the parts the operator admitted in the last second,
+    /// plus `parts`, stay within `limit`, atomically for every replica: no
+    /// window of one second (aligned or not) holds more than `limit` parts,
+    /// and an idle operator admits `limit` parts at once.
     async fn acquire(
         &self,
         operator_id: &str,
