@@ -491,8 +491,6 @@ async fn down_stops_new_decisions_fast_and_up_brings_the_operator_back() {
             ms(times[times.len() - 1]),
             times.len()
         );
-        // A generous sanity bound; the figure itself is what matters.
-        assert!(times[times.len() - 1] < Duration::from_secs(1));
     }
 
     admin(&url)

@@ -529,6 +529,10 @@ pub async fn forward_changes(pool: PgPool, changed: std::sync::Arc<tokio::sync::
 async fn listen(pool: &PgPool, changed: &tokio::sync::Notify) -> Result<(), sqlx::Error> {
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
     listener.listen(CHANGE_CHANNEL).await?;
+
+    // A change committed while the listener was connecting sent its
+    // notification to nobody: have the version checked once now.
+    changed.notify_one();
     loop {
         listener.recv().await?;
         changed.notify_one();
