@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::secret::Secret;
+use crate::server::identity::{AllowedClients, DEFAULT_ALLOWED_CLIENT_IDS};
+use crate::server::tls::{self, PemFiles};
 
 /// Where the security model mounts the NATS credentials.
 pub const DEFAULT_NATS_CREDS_FILE: &str = "/run/secrets/nats/nkey.creds";
@@ -35,6 +37,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NATS_CREDS_FILE", default_value = DEFAULT_NATS_CREDS_FILE)]
     pub nats_creds_file: PathBuf,
 
+    /// Callers admitted over gRPC, comma-separated: DNS names or URIs (SPIFFE
+    /// IDs) one of which the client certificate must carry as a SAN.
+    #[arg(long, env = "ALLOWED_CLIENT_IDS", default_value = DEFAULT_ALLOWED_CLIENT_IDS)]
+    pub allowed_client_ids: String,
+
     /// Longest wait, in seconds, between attempts to load the routing table.
     #[arg(long, env = "STORE_RETRY_MAX_SECS", default_value = "30")]
     pub store_retry_max_secs: String,
@@ -50,11 +57,12 @@ pub struct ServeConfig {
     pub http_addr: SocketAddr,
     pub tls_dir: PathBuf,
     pub nats_creds_file: PathBuf,
+    pub allowed_clients: AllowedClients,
     pub store_retry_max: Duration,
     pub live: crate::service::LiveArgs,
 }
 
-/// The secrets `serve` needs, read once at start.
+/// The secrets `serve` needs, read once at start and judged well-formed.
 pub struct Secrets {
     pub database_url: Secret,
     pub redis_url: Secret,
@@ -87,7 +95,7 @@ impl ConfigProblems {
     /// the service's other JSON log lines.
     pub fn log_line(&self, timestamp: &str) -> String {
         let message = if self.problems.iter().any(|p| p.secret) {
-            "required secrets are missing or unreadable"
+            "required secrets are missing, unreadable or malformed"
         } else {
             "configuration is invalid"
         };
@@ -112,6 +120,7 @@ pub fn resolve(
     let grpc_addr = socket_addr("GRPC_ADDR", &args.grpc_addr, &mut problems);
     let http_addr = socket_addr("HTTP_ADDR", &args.http_addr, &mut problems);
     let store_retry_max = retry_secs(&args.store_retry_max_secs, &mut problems);
+    let allowed_clients = allowed_clients(&args.allowed_client_ids, &mut problems);
 
     let database_url = env_secret("DATABASE_URL", &env, &mut problems);
     let redis_url = env_secret("REDIS_URL", &env, &mut problems);
@@ -120,11 +129,22 @@ pub fn resolve(
     let tls_key = file_secret("tls.key", &args.tls_dir.join("tls.key"), &mut problems);
     let tls_ca = file_secret("ca.crt", &args.tls_dir.join("ca.crt"), &mut problems);
 
+    // Each secret that was read is judged for its form; a problem empties it.
+    let database_url = database_url.filter(|url| postgres_url_ok(url, &mut problems));
+    let redis_url = redis_url.filter(|url| redis_url_ok(url, &mut problems));
+    let nats_creds = nats_creds.filter(|text| {
+        let path = &args.nats_creds_file;
+        creds_ok(text, path, &mut problems)
+    });
+    let (tls_cert, tls_key, tls_ca) =
+        judge_tls(&args.tls_dir, (tls_cert, tls_key, tls_ca), &mut problems);
+
     // A value is `None` exactly when a problem was reported for it.
     let (
         Some(grpc_addr),
         Some(http_addr),
         Some(store_retry_max),
+        Some(allowed_clients),
         Some(database_url),
         Some(redis_url),
         Some(nats_creds),
@@ -135,6 +155,7 @@ pub fn resolve(
         grpc_addr,
         http_addr,
         store_retry_max,
+        allowed_clients,
         database_url,
         redis_url,
         nats_creds,
@@ -151,6 +172,7 @@ pub fn resolve(
         http_addr,
         tls_dir: args.tls_dir.clone(),
         nats_creds_file: args.nats_creds_file.clone(),
+        allowed_clients,
         store_retry_max,
         live: args.live.clone(),
     };
@@ -173,6 +195,7 @@ impl ServeConfig {
             http.addr = %self.http_addr,
             tls.dir = %self.tls_dir.display(),
             nats.creds_file = %self.nats_creds_file.display(),
+            grpc.allowed_clients = %self.allowed_clients,
             store.retry_max_secs = self.store_retry_max.as_secs(),
             nats.url = %self.live.nats_url,
             replicas = self.live.replicas,
@@ -221,6 +244,87 @@ fn retry_secs(text: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
     }
 }
 
+fn allowed_clients(text: &str, problems: &mut Vec<Problem>) -> Option<AllowedClients> {
+    match AllowedClients::parse(text) {
+        Ok(allowed) => Some(allowed),
+        Err(problem) => {
+            problems.push(setting_problem("ALLOWED_CLIENT_IDS", problem));
+            None
+        }
+    }
+}
+
+fn malformed(name: &str, source: String, problem: &str, problems: &mut Vec<Problem>) -> bool {
+    problems.push(secret_problem(name, source, problem.to_owned()));
+    false
+}
+
+/// A PostgreSQL URL sqlx can use. Its parser's message could quote the URL,
+/// so only the fixed problem text is reported.
+fn postgres_url_ok(url: &str, problems: &mut Vec<Problem>) -> bool {
+    use std::str::FromStr;
+
+    let url = url.trim();
+    let scheme_ok = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    if scheme_ok && sqlx::postgres::PgConnectOptions::from_str(url).is_ok() {
+        return true;
+    }
+    let problem = "malformed: not a URL like postgres://user:password@host:5432/database";
+    malformed(
+        "DATABASE_URL",
+        "environment variable".to_owned(),
+        problem,
+        problems,
+    )
+}
+
+/// A Redis URL the client can use (scheme, host, database number).
+fn redis_url_ok(url: &str, problems: &mut Vec<Problem>) -> bool {
+    if redis::IntoConnectionInfo::into_connection_info(url.trim()).is_ok() {
+        return true;
+    }
+    let problem = "malformed: not a URL like redis://:password@host:6379/0";
+    malformed(
+        "REDIS_URL",
+        "environment variable".to_owned(),
+        problem,
+        problems,
+    )
+}
+
+fn creds_ok(text: &str, path: &Path, problems: &mut Vec<Problem>) -> bool {
+    match crate::adapters::nats::credentials_problem(text) {
+        None => true,
+        Some(problem) => malformed("nkey.creds", path.display().to_string(), problem, problems),
+    }
+}
+
+type TlsTexts = (Option<String>, Option<String>, Option<String>);
+
+/// Once all three TLS files were read, judges them together: each parses,
+/// the certificate has not expired and the key matches it.
+fn judge_tls(dir: &Path, texts: TlsTexts, problems: &mut Vec<Problem>) -> TlsTexts {
+    let (Some(cert), Some(key), Some(ca)) = texts else {
+        return texts;
+    };
+    let files = PemFiles {
+        cert: cert.clone().into_bytes(),
+        key: key.clone().into_bytes(),
+        ca: ca.clone().into_bytes(),
+    };
+
+    let found = tls::file_problems(&files);
+    for (file, problem) in &found {
+        let source = dir.join(file).display().to_string();
+        problems.push(secret_problem(file, source, (*problem).to_owned()));
+    }
+    if found.is_empty() {
+        (Some(cert), Some(key), Some(ca))
+    } else {
+        (None, None, None)
+    }
+}
+
 /// A secret from an environment variable: present, UTF-8 and not blank.
 fn env_secret(
     name: &str,
@@ -264,6 +368,7 @@ mod tests {
             http_addr: "127.0.0.1:3001".into(),
             tls_dir: dir.join("tls"),
             nats_creds_file: dir.join("nats/nkey.creds"),
+            allowed_client_ids: DEFAULT_ALLOWED_CLIENT_IDS.into(),
             store_retry_max_secs: "30".into(),
             live: crate::service::LiveArgs {
                 nats_url: "nats://127.0.0.1:4222".into(),
@@ -300,7 +405,7 @@ mod tests {
         );
         assert_eq!(problems[3].problem, "empty");
         let line = ConfigProblems { problems }.log_line("t");
-        assert!(line.contains("required secrets are missing or unreadable"));
+        assert!(line.contains("required secrets are missing, unreadable or malformed"));
         assert!(!line.contains("hunter2"));
     }
 }

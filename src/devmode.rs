@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 use crate::core::table::{RoutingTable, TableError};
@@ -15,8 +15,9 @@ use crate::source::files::{DataDirs, LoadError};
 /// Where development certificates go unless told otherwise.
 pub const DEFAULT_TLS_DIR: &str = "./dev-state/tls";
 
-/// The name on the development client certificate.
-pub const CLIENT_NAME: &str = "sms-orchestrator";
+/// The name on the development client certificate: sms-orchestrator's, one
+/// of the callers `serve` and `dev` admit by default.
+pub const CLIENT_NAME: &str = crate::server::identity::ORCHESTRATOR_DNS;
 
 /// The banner printed when development mode starts.
 pub const BANNER: &str = "\
@@ -53,7 +54,8 @@ pub struct DevPki {
 
 impl DevPki {
     /// A fresh CA, a server certificate for `routing-engine`, `localhost` and
-    /// `127.0.0.1`, and a client certificate for `sms-orchestrator`.
+    /// `127.0.0.1`, and a client certificate carrying sms-orchestrator's DNS
+    /// name and SPIFFE ID.
     pub fn generate() -> Result<DevPki, rcgen::Error> {
         let ca = certificate_authority("routing-engine development CA")?;
 
@@ -127,6 +129,10 @@ fn leaf(
     let sans: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
     let mut params = CertificateParams::new(sans)?;
     params.distinguished_name.push(DnType::CommonName, names[0]);
+    if usage == ExtendedKeyUsagePurpose::ClientAuth {
+        let spiffe = crate::server::identity::ORCHESTRATOR_SPIFFE.try_into()?;
+        params.subject_alt_names.push(SanType::URI(spiffe));
+    }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![usage];
 
@@ -201,7 +207,10 @@ mod tests {
         let sans = cert.subject_alternative_name().unwrap().unwrap();
         assert!(matches!(
             sans.value.general_names[..],
-            [GeneralName::DNSName(CLIENT_NAME)]
+            [
+                GeneralName::DNSName(CLIENT_NAME),
+                GeneralName::URI(crate::server::identity::ORCHESTRATOR_SPIFFE)
+            ]
         ));
     }
 

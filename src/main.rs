@@ -24,6 +24,7 @@ use routing_engine::devmode;
 use routing_engine::metrics::Metrics;
 use routing_engine::secret::Secret;
 use routing_engine::server::tls::{self, PemFiles, ServerTls};
+use routing_engine::server::tls_reload::{self, TlsReloader};
 use routing_engine::server::{http, Edge};
 use routing_engine::service;
 use routing_engine::source::files::DataDirs;
@@ -139,12 +140,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.log();
     warm_up().await?;
 
-    let tls = ServerTls::new(&PemFiles {
+    let tls_files = PemFiles {
         cert: secrets.tls_cert.clone().into_bytes(),
         key: secrets.tls_key.expose().as_bytes().to_vec(),
         ca: secrets.tls_ca.clone().into_bytes(),
-    })
-    .context("set up TLS from the mounted certificate")?;
+    };
+    let tls = ServerTls::with_allowed(&tls_files, config.allowed_clients.clone())
+        .context("set up TLS from the mounted certificate")?;
+    let tls = Arc::new(tls);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let live = &config.live;
     let pool = service::postgres_pool(&secrets.database_url)
@@ -166,7 +169,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     metrics.watch_router(edge.router().clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = start_servers(&edge, tls, config.grpc_addr, config.http_addr, &stop_rx).await?;
+    let servers = start_servers(
+        &edge,
+        tls.clone(),
+        config.grpc_addr,
+        config.http_addr,
+        &stop_rx,
+    );
+    let servers = servers.await?;
+    let reloader = TlsReloader::new(tls, config.tls_dir.clone(), &tls_files, metrics.clone());
+    let tls_watch = tokio::spawn(reloader.run(tls_reload::DEFAULT_POLL));
     let health_feed = service::spawn_health_feed(
         edge.router().clone(),
         live.nats_url.clone(),
@@ -185,6 +197,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         () = shutdown_signal() => {}
     }
     health_feed.abort();
+    tls_watch.abort();
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     servers.await?;
@@ -215,6 +228,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     edge.install(table).await;
 
     let tls = ServerTls::from_dir(&tls_dir).context("read development certificates")?;
+    let tls = Arc::new(tls);
     let (stop_tx, stop_rx) = watch::channel(false);
     let servers = start_servers(&edge, tls, args.grpc_addr, args.http_addr, &stop_rx).await?;
     eprintln!(
@@ -293,7 +307,7 @@ async fn warm_up() -> anyhow::Result<()> {
 /// future ends when both servers have stopped.
 async fn start_servers(
     edge: &Edge,
-    tls: ServerTls,
+    tls: Arc<ServerTls>,
     grpc_addr: SocketAddr,
     http_addr: SocketAddr,
     stop: &watch::Receiver<bool>,
@@ -309,7 +323,7 @@ async fn start_servers(
     let routes = edge.grpc_routes()?;
     let grpc = tokio::spawn(tls::serve(
         grpc_listener,
-        Arc::new(tls),
+        tls,
         routes,
         edge.metrics().clone(),
         stopped(stop.clone()),

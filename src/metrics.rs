@@ -58,6 +58,7 @@ pub struct Metrics {
     portability: IntCounterVec,
     dependency_up: IntGaugeVec,
     tls_handshake_failures: IntCounter,
+    tls_reloads: IntCounterVec,
     sources: Arc<std::sync::RwLock<Sources>>,
 }
 
@@ -132,6 +133,12 @@ impl Metrics {
                 "routing_engine_tls_handshake_failures_total",
                 "Incoming gRPC connections refused during the TLS handshake.",
             )?,
+            tls_reloads: counter_vec(
+                "routing_engine_tls_reloads_total",
+                "Changed certificate, key or CA files read from TLS_DIR, by result: \
+                 applied or refused (the previous ones stay in use).",
+                &["result"],
+            )?,
             sources: Arc::default(),
         };
         metrics.register_all()?;
@@ -149,7 +156,8 @@ impl Metrics {
         r.register(Box::new(self.throttled.clone()))?;
         r.register(Box::new(self.portability.clone()))?;
         r.register(Box::new(self.dependency_up.clone()))?;
-        r.register(Box::new(self.tls_handshake_failures.clone()))
+        r.register(Box::new(self.tls_handshake_failures.clone()))?;
+        r.register(Box::new(self.tls_reloads.clone()))
     }
 
     /// Reads operator health from `router` at every scrape.
@@ -194,6 +202,15 @@ impl Metrics {
         self.dependency_up
             .with_label_values(&[dependency])
             .set(i64::from(up));
+    }
+
+    /// Counts one changed set of TLS files, `applied` or `refused`.
+    pub fn record_tls_reload(&self, result: &str) {
+        self.tls_reloads.with_label_values(&[result]).inc();
+    }
+
+    pub fn tls_reloads(&self, result: &str) -> u64 {
+        self.tls_reloads.with_label_values(&[result]).get()
     }
 
     pub fn tls_handshake_failed(&self) {

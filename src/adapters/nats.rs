@@ -160,6 +160,23 @@ fn creds_kind(text: &Secret) -> CredsKind {
     CredsKind::Unrecognised
 }
 
+/// Judges credentials text without connecting: a `.creds` file must hold a
+/// user JWT and a valid NKey user seed, a bare seed must be a valid NKey user
+/// seed. The answer names what is wrong, never the text.
+pub fn credentials_problem(text: &str) -> Option<&'static str> {
+    match creds_kind(&Secret(text.to_owned())) {
+        CredsKind::UserJwt => async_nats::ConnectOptions::with_credentials(text)
+            .err()
+            .map(|_| "malformed: a .creds file needs a user JWT and a valid NKey user seed"),
+        CredsKind::Seed(seed) => nkeys::KeyPair::from_seed(&seed.0)
+            .err()
+            .map(|_| "malformed: not a valid NKey user seed"),
+        CredsKind::Unrecognised => {
+            Some("malformed: neither a .creds file nor an NKey user seed (SU...)")
+        }
+    }
+}
+
 /// Connection options authenticated with the credentials at `creds`: a
 /// `.creds` file (user JWT and seed) or a bare NKey user seed. `None`
 /// connects without credentials, as on a development server. Only the path

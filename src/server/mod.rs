@@ -5,11 +5,17 @@
 //! - [`http`]: `/health`, `/ready` and `/metrics`.
 //! - [`tls`]: certificates, the TLS accept loop and the client channel
 //!   (real build only: TLS is not simulated).
+//! - [`identity`]: which callers' client certificates are admitted.
+//! - [`tls_reload`]: picks up renewed certificates without a restart.
 
 pub mod grpc;
 pub mod http;
 #[cfg(not(madsim))]
+pub mod identity;
+#[cfg(not(madsim))]
 pub mod tls;
+#[cfg(not(madsim))]
+pub mod tls_reload;
 
 use std::sync::Arc;
 

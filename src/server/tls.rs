@@ -1,10 +1,11 @@
 //! Mutual TLS for the gRPC edge: the server accepts only clients whose
-//! certificate chains to the cluster CA, and the client helper presents one.
+//! certificate chains to the cluster CA and names an allowed caller, and the
+//! client helper presents one.
 //!
 //! TLS is not simulated, so this module exists only in the real build. The
 //! server configuration sits behind an `ArcSwap` and every connection builds
 //! its acceptor from the current one, so a renewed certificate can be put in
-//! place without a restart.
+//! place without a restart (`super::tls_reload` watches the files).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -24,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tonic::service::Routes;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity, Server};
 
+use super::identity::{AllowedClients, IdentityVerifier};
 use crate::metrics::Metrics;
 
 /// The name the server certificate carries and clients check.
@@ -51,6 +53,10 @@ pub enum TlsError {
     },
     #[error("{what} holds no PEM certificate")]
     NoCertificate { what: &'static str },
+    #[error("server certificate has expired (not after {not_after})")]
+    Expired { not_after: String },
+    #[error("server certificate is not valid X.509")]
+    Malformed,
     #[error("CA bundle has a certificate that cannot be a trust anchor: {0}")]
     TrustAnchor(rustls::Error),
     #[error("build the client certificate verifier: {0}")]
@@ -71,6 +77,11 @@ pub struct PemFiles {
 }
 
 impl PemFiles {
+    /// Reads the server's `tls.crt`, `tls.key` and `ca.crt` from `dir`.
+    pub fn read_server(dir: &Path) -> Result<PemFiles, TlsError> {
+        PemFiles::read(dir, "tls.crt", "tls.key")
+    }
+
     /// Reads `cert_name`, `key_name` and `ca.crt` from `dir`.
     pub fn read(dir: &Path, cert_name: &str, key_name: &str) -> Result<PemFiles, TlsError> {
         Ok(PemFiles {
@@ -90,29 +101,44 @@ fn read_file(dir: &Path, name: &str, what: &'static str) -> Result<Vec<u8>, TlsE
     })
 }
 
-/// The server side: the current configuration, replaceable at run time.
+/// The server side: the current configuration, replaceable at run time, and
+/// the callers it admits.
 pub struct ServerTls {
     config: ArcSwap<ServerConfig>,
+    allowed: AllowedClients,
 }
 
 impl ServerTls {
+    /// Admits the default callers (sms-orchestrator).
     pub fn new(files: &PemFiles) -> Result<ServerTls, TlsError> {
+        ServerTls::with_allowed(files, AllowedClients::default())
+    }
+
+    /// Admits only clients whose certificate names one of `allowed`.
+    pub fn with_allowed(files: &PemFiles, allowed: AllowedClients) -> Result<ServerTls, TlsError> {
         Ok(ServerTls {
-            config: ArcSwap::from_pointee(server_config(files)?),
+            config: ArcSwap::from_pointee(server_config(files, &allowed)?),
+            allowed,
         })
     }
 
     /// Reads `tls.crt`, `tls.key` and `ca.crt` from `dir`, the layout of the
     /// mounted secret.
     pub fn from_dir(dir: &Path) -> Result<ServerTls, TlsError> {
-        ServerTls::new(&PemFiles::read(dir, "tls.crt", "tls.key")?)
+        ServerTls::new(&PemFiles::read_server(dir)?)
     }
 
     /// Puts a renewed certificate, key or CA bundle in place for the
-    /// connections accepted from now on; open connections keep theirs.
+    /// connections accepted from now on; open connections keep theirs. On
+    /// error the configuration in use is left as it was.
     pub fn replace(&self, files: &PemFiles) -> Result<(), TlsError> {
-        self.config.store(Arc::new(server_config(files)?));
+        self.config
+            .store(Arc::new(server_config(files, &self.allowed)?));
         Ok(())
+    }
+
+    pub fn allowed(&self) -> &AllowedClients {
+        &self.allowed
     }
 
     fn acceptor(&self) -> TlsAcceptor {
@@ -120,25 +146,82 @@ impl ServerTls {
     }
 }
 
-/// TLS 1.2 and 1.3 with ring, a client certificate required and checked
-/// against the CA bundle, and HTTP/2 as the only application protocol.
-fn server_config(files: &PemFiles) -> Result<ServerConfig, TlsError> {
+/// TLS 1.2 and 1.3 with ring, a client certificate required, checked against
+/// the CA bundle and the allowed callers, and HTTP/2 as the only application
+/// protocol. Refuses a key that does not match the certificate and an
+/// expired certificate.
+fn server_config(files: &PemFiles, allowed: &AllowedClients) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = certificates(&files.cert, "server certificate")?;
+    not_expired(&certs[0])?;
     let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|source| TlsError::Pem {
         what: "server private key",
         source,
     })?;
 
     let roots = Arc::new(root_store(&files.ca)?);
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build()?;
+    let chain = WebPkiClientVerifier::builder_with_provider(roots, provider.clone()).build()?;
+    let verifier = Arc::new(IdentityVerifier::new(chain, allowed.clone()));
 
+    // `with_single_cert` refuses a key that does not match the certificate.
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// A renewed certificate that has already expired is a mistake upstream:
+/// keeping the previous one is better than serving one no client accepts.
+fn not_expired(cert: &CertificateDer<'_>) -> Result<(), TlsError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    let (_, parsed) = X509Certificate::from_der(cert).map_err(|_| TlsError::Malformed)?;
+    let not_after = parsed.validity().not_after;
+    if not_after.timestamp() < x509_parser::time::ASN1Time::now().timestamp() {
+        return Err(TlsError::Expired {
+            not_after: not_after.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Judges the server's TLS files before `serve` starts, naming the file at
+/// fault (`tls.crt`, `tls.key`, `ca.crt`) and what is wrong with it. The
+/// parsers' own messages can quote a line of the file, so they are dropped.
+pub fn file_problems(files: &PemFiles) -> Vec<(&'static str, &'static str)> {
+    let mut problems = Vec::new();
+
+    match certificates(&files.cert, "server certificate") {
+        Err(_) => problems.push(("tls.crt", "malformed: no PEM certificate")),
+        Ok(certs) => match not_expired(&certs[0]) {
+            Err(TlsError::Expired { .. }) => problems.push(("tls.crt", "expired")),
+            Err(_) => problems.push(("tls.crt", "malformed: not an X.509 certificate")),
+            Ok(()) => {}
+        },
+    }
+    if PrivateKeyDer::from_pem_slice(&files.key).is_err() {
+        problems.push(("tls.key", "malformed: no PEM private key"));
+    }
+    if root_store(&files.ca).is_err() {
+        let problem = "malformed: no PEM CA certificate usable as a trust anchor";
+        problems.push(("ca.crt", problem));
+    }
+    if !problems.is_empty() {
+        return problems;
+    }
+
+    if let Err(error) = server_config(files, &AllowedClients::default()) {
+        let problem = match error {
+            TlsError::Config(rustls::Error::InconsistentKeys(_)) => {
+                "does not match the certificate in tls.crt"
+            }
+            _ => "unusable with tls.crt and ca.crt",
+        };
+        problems.push(("tls.key", problem));
+    }
+    problems
 }
 
 fn certificates(pem: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -136,5 +136,6 @@ impl Drop for TestDb {
     }
 }
 
+pub mod pki;
 pub mod proxy;
 pub mod traffic;
