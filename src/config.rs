@@ -42,6 +42,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOWED_CLIENT_IDS", default_value = DEFAULT_ALLOWED_CLIENT_IDS)]
     pub allowed_client_ids: String,
 
+    /// How often, in milliseconds, TLS_DIR is read for a renewed
+    /// certificate, key or CA bundle (at least 50).
+    #[arg(long, env = "TLS_RELOAD_POLL_MS", default_value_t = 5000)]
+    pub tls_reload_poll_ms: u64,
+
     /// Longest wait, in seconds, between attempts to load the routing table.
     #[arg(long, env = "STORE_RETRY_MAX_SECS", default_value = "30")]
     pub store_retry_max_secs: String,
@@ -58,6 +63,7 @@ pub struct ServeConfig {
     pub tls_dir: PathBuf,
     pub nats_creds_file: PathBuf,
     pub allowed_clients: AllowedClients,
+    pub tls_reload_poll: Duration,
     pub store_retry_max: Duration,
     pub live: crate::service::LiveArgs,
 }
@@ -173,6 +179,7 @@ pub fn resolve(
         tls_dir: args.tls_dir.clone(),
         nats_creds_file: args.nats_creds_file.clone(),
         allowed_clients,
+        tls_reload_poll: Duration::from_millis(args.tls_reload_poll_ms.max(50)),
         store_retry_max,
         live: args.live.clone(),
     };
@@ -196,6 +203,7 @@ impl ServeConfig {
             tls.dir = %self.tls_dir.display(),
             nats.creds_file = %self.nats_creds_file.display(),
             grpc.allowed_clients = %self.allowed_clients,
+            tls.reload_poll_ms = self.tls_reload_poll.as_millis() as u64,
             store.retry_max_secs = self.store_retry_max.as_secs(),
             nats.url = %self.live.nats_url,
             replicas = self.live.replicas,
@@ -369,6 +377,7 @@ mod tests {
             tls_dir: dir.join("tls"),
             nats_creds_file: dir.join("nats/nkey.creds"),
             allowed_client_ids: DEFAULT_ALLOWED_CLIENT_IDS.into(),
+            tls_reload_poll_ms: 5000,
             store_retry_max_secs: "30".into(),
             live: crate::service::LiveArgs {
                 nats_url: "nats://127.0.0.1:4222".into(),

@@ -24,7 +24,7 @@ use routing_engine::devmode;
 use routing_engine::metrics::Metrics;
 use routing_engine::secret::Secret;
 use routing_engine::server::tls::{self, PemFiles, ServerTls};
-use routing_engine::server::tls_reload::{self, TlsReloader};
+use routing_engine::server::tls_reload::TlsReloader;
 use routing_engine::server::{http, Edge};
 use routing_engine::service;
 use routing_engine::source::files::DataDirs;
@@ -178,7 +178,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     );
     let servers = servers.await?;
     let reloader = TlsReloader::new(tls, config.tls_dir.clone(), &tls_files, metrics.clone());
-    let tls_watch = tokio::spawn(reloader.run(tls_reload::DEFAULT_POLL));
+    let tls_watch = tokio::spawn(reloader.run(config.tls_reload_poll));
     let health_feed = service::spawn_health_feed(
         edge.router().clone(),
         live.nats_url.clone(),

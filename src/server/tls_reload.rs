@@ -19,9 +19,6 @@ use xxhash_rust::xxh3::xxh3_128;
 use super::tls::{PemFiles, ServerTls, TlsError};
 use crate::metrics::Metrics;
 
-/// The default pause between two looks at the files.
-pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
-
 /// What one look at the files found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReloadOutcome {
