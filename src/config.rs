@@ -197,6 +197,15 @@ pub fn resolve(
 impl ServeConfig {
     /// Logs the effective configuration once; it holds no secret.
     pub fn log(&self) {
+        if self.http_addr.ip().is_unspecified() {
+            // Right inside a container's own network namespace (compose),
+            // wrong on a host or a pod with other interfaces.
+            tracing::warn!(
+                http.addr = %self.http_addr,
+                "management endpoints listen on every interface; \
+                 set HTTP_ADDR to the pod address or 127.0.0.1 unless isolated"
+            );
+        }
         tracing::info!(
             grpc.addr = %self.grpc_addr,
             http.addr = %self.http_addr,
@@ -387,6 +396,23 @@ mod tests {
                 reload_poll_ms: 500,
             },
         }
+    }
+
+    /// The management endpoints are on loopback unless told otherwise.
+    #[test]
+    fn management_endpoints_default_to_loopback() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from(["serve"]).unwrap();
+
+        let addr: SocketAddr = cli.serve.http_addr.parse().unwrap();
+        assert!(addr.ip().is_loopback(), "{addr}");
+        assert_eq!(addr, crate::server::http::DEFAULT_ADDR);
+        let allowed = AllowedClients::parse(&cli.serve.allowed_client_ids).unwrap();
+        assert_eq!(allowed, AllowedClients::default());
     }
 
     #[test]

@@ -28,6 +28,7 @@ EXPORTED_METRICS = {
     "routing_engine_portability_cache_total",
     "routing_engine_dependency_up",
     "routing_engine_tls_handshake_failures_total",
+    "routing_engine_tls_reloads_total",
 }
 
 failures = []
@@ -142,6 +143,35 @@ def env_of(container):
     return {e["name"]: e for e in container.get("env", [])}
 
 
+# The service's default when the variable is not set (src/server/identity.rs).
+DEFAULT_ALLOWED_CLIENT_IDS = [
+    "sms-orchestrator.sms-gateway.svc",
+    "spiffe://cluster.local/ns/sms-gateway/sa/sms-orchestrator",
+]
+
+
+def allowed_client_ids(env):
+    value = env.get("ALLOWED_CLIENT_IDS", {}).get("value")
+    if value is None:
+        return DEFAULT_ALLOWED_CLIENT_IDS
+    return [a.strip() for a in value.split(",") if a.strip()]
+
+
+def check_client_identity(docs, where):
+    """sms-orchestrator's client certificate names an identity the service admits."""
+    deploy = one(docs, "Deployment", "routing-engine")
+    containers = deploy.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    allowed = allowed_client_ids(env_of(containers[0])) if containers else []
+    for cert in by_kind(docs, "Certificate"):
+        spec = cert["spec"]
+        if "client auth" not in spec.get("usages", []):
+            continue
+        sans = spec.get("dnsNames", []) + spec.get("uris", [])
+        check(any(s in allowed for s in sans),
+              f"{where}: client certificate {cert['metadata']['name']} carries an allowed "
+              f"identity ({sans} vs {allowed})")
+
+
 def check_deployment(docs, where):
     deploy = one(docs, "Deployment", "routing-engine")
     if not deploy:
@@ -181,6 +211,11 @@ def check_deployment(docs, where):
         check(ref.get("name") == secret and ref.get("key") == var,
               f"{where}: {var} from Secret {secret}")
     check("NATS_URL" in env and "RUST_LOG" in env, f"{where}: NATS_URL and RUST_LOG set")
+    allowed = allowed_client_ids(env)
+    check(bool(allowed) and all("*" not in a for a in allowed),
+          f"{where}: ALLOWED_CLIENT_IDS names the callers, no wildcard (got {allowed})")
+    check(all("sms-orchestrator" in a for a in allowed),
+          f"{where}: only sms-orchestrator's identities are admitted (got {allowed})")
 
     mounts = {m["mountPath"]: m["name"] for m in container.get("volumeMounts", [])}
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
@@ -246,6 +281,8 @@ def check_metrics(docs, where):
             'increase(routing_engine_table_reloads_total{result="refused"}[10m])) > 0', None),
         "RoutingEngineDependencyDown": ("routing_engine_dependency_up == 0", "1m"),
         "RoutingEngineErrorRate": ("> 0.05", "5m"),
+        "RoutingEngineTlsReloadRefused": (
+            'increase(routing_engine_tls_reloads_total{result="refused"}[10m])) > 0', None),
     }
     fors = {r["alert"]: r.get("for") for g in rules.get("spec", {}).get("groups", [])
             for r in g["rules"]}
@@ -342,6 +379,7 @@ def main():
         check_network_policy(docs, where)
         check_certificates(docs, where, expect_client="example" in where)
         check_deployment(docs, where)
+        check_client_identity(docs, where)
         check_other_kinds(docs, where)
         check_metrics(docs, where)
     check_compose(root)

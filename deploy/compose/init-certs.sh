@@ -43,8 +43,9 @@ leaf() {
 
 leaf routing-engine serverAuth \
     "DNS:routing-engine,DNS:localhost,IP:127.0.0.1"
+# The identity routing-engine admits by default (ALLOWED_CLIENT_IDS).
 leaf sms-orchestrator clientAuth \
-    "DNS:sms-orchestrator,DNS:sms-orchestrator.sms-gateway.svc"
+    "DNS:sms-orchestrator.sms-gateway.svc,URI:spiffe://cluster.local/ns/sms-gateway/sa/sms-orchestrator"
 
 openssl verify -CAfile ca.crt routing-engine.crt sms-orchestrator.crt
 
