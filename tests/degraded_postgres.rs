@@ -67,7 +67,7 @@ async fn postgres_outages_degrade_and_recover() {
     }
 
     // PostgreSQL is unreachable when the replica starts.
-    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap(), false).await;
+    let proxy = Proxy::start(common::services::postgres_addr(), false).await;
     let options = db
         .read_only_options()
         .host("127.0.0.1")
@@ -77,7 +77,7 @@ async fn postgres_outages_degrade_and_recover() {
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy_with(options);
     let store = Arc::new(PgStore::new(pool.clone()).without_ported_in_snapshot());
-    let mut redis = RedisSettings::new(RedisUrl::new("redis://127.0.0.1:6379"));
+    let mut redis = RedisSettings::new(RedisUrl::new(common::services::redis_url()));
     redis.key_prefix = format!("routing-engine-test:{}:degraded", std::process::id());
     let cache = Arc::new(RedisCache::connect(redis).await.unwrap());
     let router = Arc::new(

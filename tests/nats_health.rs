@@ -2,6 +2,8 @@
 //! behaviour, and a nats-server started here, with NKey users holding exactly
 //! the permissions of `docs/HEALTH_EVENTS.md`, for authorisation and outages.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,7 +47,7 @@ const WAIT: Duration = Duration::from_secs(10);
 static MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn machine_url() -> String {
-    std::env::var("NATS_URL_TEST").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+    common::services::nats_url()
 }
 
 /// A stream and subject prefix no other test run uses.

@@ -31,6 +31,12 @@ use routing_engine::source::files::DataDirs;
 const DB_PASSWORD: &str = "sentinel-pw-leak-test-database";
 const REDIS_PASSWORD: &str = "sentinel-pw-leak-test-redis";
 
+/// The test Redis's URL with a password it does not expect.
+fn with_password(redis_url: &str) -> String {
+    let password = format!("redis://:{REDIS_PASSWORD}@");
+    redis_url.replacen("redis://", &password, 1)
+}
+
 async fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap().port()
@@ -104,7 +110,7 @@ async fn no_secret_reaches_logs_or_endpoints_on_any_path() {
     run_load(&db.admin_url(), &dirs.carrier, &dirs.routing)
         .await
         .unwrap();
-    let postgres = Proxy::start("127.0.0.1:5432".parse().unwrap(), true).await;
+    let postgres = Proxy::start(common::services::postgres_addr(), true).await;
 
     let temp = tempfile::tempdir().unwrap();
     let tls_dir = temp.path().join("tls");
@@ -133,10 +139,7 @@ async fn no_secret_reaches_logs_or_endpoints_on_any_path() {
         )
         // The local Redis has no password: it refuses this one, and the
         // service runs on its local limits.
-        .env(
-            "REDIS_URL",
-            format!("redis://:{REDIS_PASSWORD}@127.0.0.1:6379/0"),
-        )
+        .env("REDIS_URL", with_password(&common::services::redis_url()))
         .env("NATS_URL", format!("nats://127.0.0.1:{nats_closed}"))
         .env("NATS_CREDS_FILE", temp.path().join("nkey.seed"))
         .env("TLS_DIR", &tls_dir)

@@ -6,6 +6,8 @@
 //! a password or an outage start their own `redis-server`.
 #![cfg(feature = "real")]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -28,7 +30,7 @@ use tracing_subscriber::layer::SubscriberExt;
 // === Fixtures ===
 
 fn redis_url() -> String {
-    std::env::var("REDIS_URL_TEST").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    common::services::redis_url()
 }
 
 /// A key prefix no other test or run shares.

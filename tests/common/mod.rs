@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests: a PostgreSQL database of one's
-//! own per test, and where the repository and its data are.
+//! Helpers shared by the integration tests: where PostgreSQL, Redis and NATS
+//! are (`services`), a PostgreSQL database of one's own per test, and where
+//! the repository and its data are.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::PathBuf;
@@ -9,8 +10,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use routing_engine::adapters::postgres::READ_ONLY_ROLE;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Executor};
-
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 /// Every table of the routing schema.
 pub const TABLES: [&str; 6] = [
@@ -23,7 +22,7 @@ pub const TABLES: [&str; 6] = [
 ];
 
 pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
+    services::postgres_url()
 }
 
 pub fn repo_root() -> PathBuf {
@@ -138,4 +137,5 @@ impl Drop for TestDb {
 
 pub mod pki;
 pub mod proxy;
+pub mod services;
 pub mod traffic;
