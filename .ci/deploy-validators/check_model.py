@@ -333,6 +333,12 @@ def check_compose(root):
           "compose: the service connects as the read-only role")
     check(all(d.get("condition") for d in engine.get("depends_on", {}).values()),
           "compose: routing-engine waits on conditions")
+    init_certs = (root / "deploy/compose/init-certs.sh").read_text()
+    check(any(f"DNS:{a}" in init_certs or f"URI:{a}" in init_certs
+              for a in DEFAULT_ALLOWED_CLIENT_IDS),
+          "compose: the development client certificate carries an admitted identity")
+    check("ALLOWED_CLIENT_IDS" not in engine["environment"],
+          "compose: the service admits its default callers")
     nats_volumes = " ".join(services["nats"].get("volumes", []))
     check("deploy/nats/accounts.conf" in nats_volumes,
           "compose: NATS runs the production accounts and permissions")
