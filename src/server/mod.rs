@@ -1,29 +1,41 @@
 //! The service's edges: mutual-TLS gRPC for `sms-orchestrator`, and HTTP on
 //! the pod's loopback for probes and Prometheus.
 //!
-//! - [`grpc`]: the `RoutingEngine` service and the one error-to-status map.
-//! - [`http`]: `/health`, `/ready` and `/metrics`.
-//! - [`tls`]: certificates, the TLS accept loop and the client channel
+//! - [`grpc`]: the `RoutingEngine` service and the one error-to-status map;
+//!   the only part compiled without the `real` feature, for the simulation.
+//! - `http`: `/health`, `/ready` and `/metrics` (real build).
+//! - `tls`: certificates, the TLS accept loop and the client channel
 //!   (real build only: TLS is not simulated).
 
 pub mod grpc;
+#[cfg(feature = "real")]
 pub mod http;
-#[cfg(not(madsim))]
+#[cfg(all(feature = "real", not(madsim)))]
 pub mod tls;
 
+#[cfg(feature = "real")]
 use std::sync::Arc;
 
+#[cfg(feature = "real")]
 use tonic::service::Routes;
+#[cfg(feature = "real")]
 use tonic_health::server::{HealthReporter, HealthService};
+#[cfg(feature = "real")]
 use tonic_health::ServingStatus;
 
+#[cfg(feature = "real")]
 use crate::core::router::Router;
+#[cfg(feature = "real")]
 use crate::core::table::RoutingTable;
+#[cfg(feature = "real")]
 use crate::metrics::Metrics;
+#[cfg(feature = "real")]
 use crate::proto::routing_engine_server::{RoutingEngineServer, SERVICE_NAME};
+#[cfg(feature = "real")]
 use grpc::RoutingService;
 
 /// Why the gRPC routes could not be assembled.
+#[cfg(feature = "real")]
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
     #[error("build the reflection service: {0}")]
@@ -31,6 +43,7 @@ pub enum EdgeError {
 }
 
 /// What the edges share: the router, the metrics and the gRPC health status.
+#[cfg(feature = "real")]
 #[derive(Clone)]
 pub struct Edge {
     router: Arc<Router>,
@@ -38,6 +51,7 @@ pub struct Edge {
     health: HealthReporter,
 }
 
+#[cfg(feature = "real")]
 impl Edge {
     /// The edges of `router`, not serving until a table is installed.
     pub async fn new(router: Arc<Router>, metrics: Arc<Metrics>) -> Edge {
@@ -90,7 +104,7 @@ impl Edge {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
-        Ok(Routes::new(routing.into_server())
+        Ok(Routes::new(RoutingEngineServer::new(routing))
             .add_service(health)
             .add_service(reflection))
     }
@@ -101,6 +115,3 @@ impl Edge {
         self.health.set_service_status(SERVICE_NAME, status).await;
     }
 }
-
-/// Keeps the type of the generated server in one place for callers.
-pub type RoutingServer = RoutingEngineServer<RoutingService>;
