@@ -33,6 +33,7 @@ pub const RELOAD_BOUND_MS: i64 = 2_000;
 pub const CONVERGE_MS: i64 = 5_000;
 /// A replica's first table and first events after a (re)start.
 const START_MS: i64 = 3_000;
+const DB_FAULTS: [Fault; 3] = [Fault::DbOutage, Fault::DbLatency, Fault::DbErrors];
 
 /// A table version as the database committed it.
 pub struct TableEntry {
@@ -151,7 +152,7 @@ impl Truth {
             .filter(|e| e.valid && e.at_ms > started)
             .map(|e| e.at_ms)
             .min()
-            .is_some_and(|fixed| fixed + START_MS < at_ms);
+            .is_some_and(|fixed| fixed + START_MS + self.db_fault_after(fixed, &DB_FAULTS) < at_ms);
         invalid_since_start && !repaired
     }
 
@@ -347,7 +348,12 @@ impl Checker {
                 Err(e) => why = e,
             }
         }
-        problems.push(("reference", why));
+        let trace: Vec<String> = d
+            .explain
+            .iter()
+            .map(|(op, _, why)| format!("{op}: {why}"))
+            .collect();
+        problems.push(("reference", format!("{why}; trace {trace:?}")));
         problems
     }
 
@@ -545,7 +551,7 @@ impl Checker {
     /// the latest valid table and every candidate's health is the truth.
     fn convergence(&mut self, truth: &Truth) {
         let from = truth.heal_ms + CONVERGE_MS;
-        let latest = truth.latest_valid(truth.heal_ms);
+        let latest = truth.latest_valid(from);
         let mut problems = Vec::new();
         for rec in self.records.iter().filter(|r| r.t_send >= from) {
             let Answer::Routed(d) = &rec.answer else {

@@ -67,7 +67,7 @@ impl Fault {
             Fault::NatsDelay => ("nats-delay", "ms health events are held", 800.0),
             Fault::NatsDrop => ("nats-drop", "share of health events lost", 0.3),
             Fault::NatsDuplicate => ("nats-duplicate", "share delivered twice", 0.3),
-            Fault::NatsReorder => ("nats-reorder", "share delivered again late", 0.3),
+            Fault::NatsReorder => ("nats-reorder", "share followed by an older event", 0.3),
             Fault::ReplicaCrash => ("replica-crash", "seconds a crashed replica stays down", 3.0),
             Fault::ClientPartition => ("client-partition", "seconds a client is cut off", 4.0),
             Fault::ClockJump => ("clock-jump", "minutes a replica clock jumps", 30.0),

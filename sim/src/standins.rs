@@ -359,7 +359,7 @@ struct Stream {
     /// `(published at, event)` in publication order.
     log: Vec<(i64, HealthEvent)>,
     sequences: BTreeMap<String, u64>,
-    /// Copies to deliver again later, per replica: `(due at, event)`.
+    /// Older events to deliver late, per replica: `(due at, event)`.
     late: BTreeMap<usize, Vec<(i64, HealthEvent)>>,
 }
 
@@ -414,8 +414,9 @@ fn fetch(
     let visible_until = now_ms - knobs.nats_delay_ms.get() as i64;
     let mut rng = madsim::rand::thread_rng();
     let mut events = Vec::new();
+    let mut late = Vec::new();
     let mut next = cursor;
-    for (at_ms, event) in stream.log.iter().skip(cursor) {
+    for (i, (at_ms, event)) in stream.log.iter().enumerate().skip(cursor) {
         if *at_ms > visible_until {
             break;
         }
@@ -428,20 +429,34 @@ fn fetch(
             events.push(event.clone());
         }
         if knobs.nats_reorder.strikes() {
-            let due = now_ms + rng.gen_range(500..3_000);
-            stream
-                .late
-                .entry(replica)
-                .or_default()
-                .push((due, event.clone()));
+            if let Some(older) = earlier_other_status(&stream.log[..i], event, now_ms) {
+                let due = now_ms + rng.gen_range(200..1_500);
+                late.push((due, older));
+            }
         }
     }
 
-    let late = stream.late.entry(replica).or_default();
+    let mut held = stream.late.remove(&replica).unwrap_or_default();
+    held.append(&mut late);
+    let late = stream.late.entry(replica).or_insert(held);
     let (due, waiting): (Vec<_>, Vec<_>) = late.drain(..).partition(|(at, _)| *at <= now_ms);
     *late = waiting;
     events.extend(due.into_iter().map(|(_, e)| e));
     NatsAnswer::Events { events, next }
+}
+
+/// The last event before `event` for the same operator with another status,
+/// from the last 20 s: the one whose late arrival would do harm.
+fn earlier_other_status(
+    log: &[(i64, HealthEvent)],
+    event: &HealthEvent,
+    now_ms: i64,
+) -> Option<HealthEvent> {
+    log.iter()
+        .rev()
+        .take_while(|(at, _)| *at >= now_ms - 20_000)
+        .find(|(_, e)| e.operator_id == event.operator_id && e.status != event.status)
+        .map(|(_, e)| e.clone())
 }
 
 /// A replica's health bus: polls NATS, reporting when it loses or regains it.

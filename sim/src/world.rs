@@ -477,7 +477,7 @@ async fn control(world: Arc<World>, nodes: Nodes) {
         .iter()
         .map(|o| o.id.clone())
         .collect();
-    let status: Arc<Mutex<BTreeMap<String, HealthStatus>>> = Arc::new(Mutex::new(
+    let status: Shared = Arc::new(tokio::sync::Mutex::new(
         ops.iter()
             .map(|id| (id.clone(), HealthStatus::Up))
             .collect(),
@@ -536,35 +536,27 @@ async fn publish(
     }
 }
 
+/// Every operator's current health, as the publisher last published it.
+type Shared = Arc<tokio::sync::Mutex<BTreeMap<String, HealthStatus>>>;
+
 /// Publishes every operator's current state again, as the operator
 /// management service does, so a replica that missed an event catches up.
-async fn heartbeat(
-    world: Arc<World>,
-    nats: RpcClient,
-    status: Arc<Mutex<BTreeMap<String, HealthStatus>>>,
-) {
+async fn heartbeat(world: Arc<World>, nats: RpcClient, status: Shared) {
+    let ops: Vec<String> = status.lock().await.keys().cloned().collect();
     loop {
-        let now: Vec<(String, HealthStatus)> = status
-            .lock()
-            .expect("status")
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect();
-        for (op, s) in now {
-            publish(&world, &nats, &op, s).await;
+        for op in &ops {
+            // Held while publishing, so a flip cannot slip in between the
+            // read and the publication and be overtaken by a stale state.
+            let held = status.lock().await;
+            publish(&world, &nats, op, held[op]).await;
         }
         tokio::time::sleep(Duration::from_millis(HEARTBEAT_MS as u64)).await;
     }
 }
 
 /// Flips a random operator between up, degraded and down until the heal.
-async fn flap(
-    world: Arc<World>,
-    nats: RpcClient,
-    status: Arc<Mutex<BTreeMap<String, HealthStatus>>>,
-    mean_s: f64,
-) {
-    let ops: Vec<String> = status.lock().expect("status").keys().cloned().collect();
+async fn flap(world: Arc<World>, nats: RpcClient, status: Shared, mean_s: f64) {
+    let ops: Vec<String> = status.lock().await.keys().cloned().collect();
     loop {
         let (gap, op, next) = {
             let mut rng = madsim::rand::thread_rng();
@@ -581,7 +573,8 @@ async fn flap(
         if world.time.now_ms() >= world.setup.heal_ms {
             return;
         }
-        status.lock().expect("status").insert(op.clone(), next);
+        let mut held = status.lock().await;
+        held.insert(op.clone(), next);
         if let Some(at_ms) = publish(&world, &nats, &op, next).await {
             world
                 .truth
