@@ -127,6 +127,7 @@ fn run_seed(options: &Options, faults: &FaultSet, data: &Arc<Data>, seed: u64) -
             "{}",
             report::summary(&out, setup.duration_ms as f64 / 1e3, wall_s)
         );
+        println!("  {:<32} {:>12}", "log lines checked", log.lines().count());
     }
     write_outputs(options, seed, &out, setup.duration_ms as f64 / 1e3);
     violations.is_empty()

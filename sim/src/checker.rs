@@ -152,7 +152,7 @@ impl Truth {
             .filter(|e| e.valid && e.at_ms > started)
             .map(|e| e.at_ms)
             .min()
-            .is_some_and(|fixed| fixed + START_MS + self.db_fault_after(fixed, &DB_FAULTS) < at_ms);
+            .is_some_and(|at| at + START_MS + self.db_fault_after(at, &DB_FAULTS) < at_ms);
         invalid_since_start && !repaired
     }
 
@@ -431,7 +431,8 @@ impl Checker {
                 .flat_map(|v| networks.iter().map(move |n| (v, *n)))
             {
                 let q = query(row, rec, network, *minute);
-                let optimistic = reference::expect(&entry.source, &q, &|id| view.down.contains(id));
+                let down = |id: &str| view.down.contains(id);
+                let optimistic = reference::expect(&entry.source, &q, &down);
                 let pessimistic = reference::expect(&entry.source, &q, &|id| view.maybe(id));
                 let allows = |e: &Expected| match e {
                     Expected::Refused(r) => *r == reason,
@@ -652,12 +653,12 @@ fn views(truth: &Truth, rec: &Record) -> Vec<(u16, HealthView)> {
         .collect()
 }
 
-fn query<'a>(row: &'a Row, rec: &'a Record, network: &'a str, minute: u16) -> reference::Query<'a> {
+fn query<'a>(row: &'a Row, rec: &'a Record, net: &'a str, minute: u16) -> reference::Query<'a> {
     reference::Query {
         account: &rec.account,
         digits: row.e164.trim_start_matches('+'),
         country_code: row.country_code,
-        network,
+        network: net,
         sender: if rec.alphanumeric {
             SenderKind::Alphanumeric
         } else {

@@ -160,3 +160,130 @@ fn in_window(start: u16, end: u16, minute: u16) -> bool {
         minute >= start || minute < end
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use routing_engine::core::model::{Operator, Rule, TimeWindow};
+
+    use super::*;
+
+    fn operator(id: &str, alphanumeric: bool, enabled: bool) -> Operator {
+        Operator {
+            id: id.into(),
+            name: id.into(),
+            system_id: id.into(),
+            smpp_host: "smpp.example".into(),
+            smpp_port: 2775,
+            tps_limit: 10,
+            alphanumeric_sender: alphanumeric,
+            enabled,
+        }
+    }
+
+    fn rule(id: &str, account: Option<&str>, matcher: RuleMatch, tier: u32, op: &str) -> Rule {
+        Rule {
+            id: id.into(),
+            account: account.map(str::to_owned),
+            matcher,
+            priority: tier,
+            target: if op == "BLOCK" {
+                RuleTarget::Block
+            } else {
+                RuleTarget::Operator(op.into())
+            },
+            weight: if op == "BLOCK" { 0 } else { 10 },
+            cost_micros: 0,
+            sender: SenderFilter::Any,
+            window: None,
+        }
+    }
+
+    fn table() -> TableSource {
+        let mut night = rule("night", None, RuleMatch::Country(44), 0, "op-night");
+        night.window = TimeWindow::parse("22:00-06:00");
+        TableSource {
+            version: 1,
+            operators: vec![
+                operator("op-a", true, true),
+                operator("op-b", true, true),
+                operator("op-numeric", false, true),
+                operator("op-off", true, false),
+                operator("op-night", true, true),
+            ],
+            rules: vec![
+                rule("default", None, RuleMatch::Default, 1, "op-a"),
+                rule("uk", None, RuleMatch::Country(44), 1, "op-numeric"),
+                rule("uk-2", None, RuleMatch::Country(44), 2, "op-b"),
+                night,
+                rule("ee", None, RuleMatch::Network("44:EE".into()), 1, "op-off"),
+                rule("74", None, RuleMatch::Prefix("4474".into()), 1, "op-b"),
+                rule("bank", Some("bank"), RuleMatch::Country(44), 1, "BLOCK"),
+            ],
+            ..TableSource::default()
+        }
+    }
+
+    fn query<'a>(digits: &'a str, network: &'a str, minute: u16) -> Query<'a> {
+        Query {
+            account: "",
+            digits,
+            country_code: 44,
+            network,
+            sender: SenderKind::Alphanumeric,
+            minute,
+            excluded: &[],
+        }
+    }
+
+    fn ids(expected: &Expected) -> Vec<(String, u32)> {
+        match expected {
+            Expected::Route(ops) => ops.iter().map(|(id, a)| (id.clone(), a.tier)).collect(),
+            Expected::Refused(_) => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_most_specific_kind_wins_and_filters_apply() {
+        // A prefix beats the country; an alphanumeric sender drops the
+        // operator that rejects it; the night rule applies only at night.
+        let t = table();
+        let none = |_: &str| false;
+        assert_eq!(
+            ids(&expect(&t, &query("447400", "44:Vodafone", 720), &none)),
+            [("op-b".into(), 1)]
+        );
+        let day = expect(&t, &query("447700", "44:Vodafone", 720), &none);
+        assert_eq!(ids(&day), [("op-b".into(), 2)]);
+        let night = expect(&t, &query("447700", "44:Vodafone", 23 * 60), &none);
+        assert_eq!(ids(&night), [("op-b".into(), 2), ("op-night".into(), 0)]);
+    }
+
+    #[test]
+    fn refusals_follow_the_rules() {
+        // Only a disabled operator: no operator available; a down one: no
+        // healthy operator; the account's BLOCK refuses; no rule: no route.
+        let t = table();
+        let none = |_: &str| false;
+        let ee = expect(&t, &query("447900", "44:EE", 720), &none);
+        assert_eq!(ee, Expected::Refused("NO_OPERATOR_AVAILABLE"));
+        let down = |id: &str| id == "op-b";
+        let prefix = expect(&t, &query("447400", "44:Vodafone", 720), &down);
+        assert_eq!(prefix, Expected::Refused("NO_HEALTHY_OPERATOR"));
+        let mut bank = query("447700", "44:Vodafone", 720);
+        bank.account = "bank";
+        assert_eq!(
+            expect(&t, &bank, &none),
+            Expected::Refused("DESTINATION_BLOCKED")
+        );
+        let mut bare = t.clone();
+        bare.rules.retain(|r| r.id != "default");
+        let elsewhere = Query {
+            country_code: 49,
+            ..query("4930", "", 720)
+        };
+        assert_eq!(
+            expect(&bare, &elsewhere, &none),
+            Expected::Refused("NO_ROUTE")
+        );
+    }
+}

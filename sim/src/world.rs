@@ -674,7 +674,9 @@ impl Faults {
             Fault::ClientPartition => {
                 cut(nodes.clients[w.target.unwrap_or(0)], &nodes.replicas, false)
             }
-            Fault::ReplicaCrash => Handle::current().restart(nodes.replicas[w.target.unwrap_or(0)]),
+            Fault::ReplicaCrash => {
+                Handle::current().restart(nodes.replicas[w.target.unwrap_or(0)]);
+            }
             Fault::RuleInvalid => self.repair_table().await,
             fault => {
                 if let Some(knob) = self.world.knobs.of(fault) {
