@@ -136,24 +136,22 @@ impl Truth {
             .map(|w| w.end_ms)
             .max()
             .unwrap_or(0);
-        let latest_at_start = self
-            .tables
-            .iter()
-            .filter(|(_, e)| e.at_ms <= started)
-            .max_by_key(|(_, e)| e.at_ms);
-        let invalid_since_start = latest_at_start.is_some_and(|(_, e)| !e.valid)
-            || self
-                .tables
-                .values()
-                .any(|e| !e.valid && e.at_ms > started && e.at_ms <= at_ms);
-        let repaired = self
-            .tables
-            .values()
-            .filter(|e| e.valid && e.at_ms > started)
-            .map(|e| e.at_ms)
-            .min()
-            .is_some_and(|at| at + START_MS + self.db_fault_after(at, &DB_FAULTS) < at_ms);
-        invalid_since_start && !repaired
+        // Each stretch since the start in which the latest commit was one
+        // table; a valid one that lasted long enough would have loaded.
+        let mut commits: Vec<(i64, bool)> =
+            self.tables.values().map(|e| (e.at_ms, e.valid)).collect();
+        commits.sort();
+        let mut stretches = Vec::new();
+        for (i, &(at, valid)) in commits.iter().enumerate() {
+            let until = commits.get(i + 1).map_or(at_ms, |next| next.0.min(at_ms));
+            let from = at.max(started);
+            if from < until {
+                stretches.push((from, until, valid));
+            }
+        }
+        !stretches.iter().any(|&(from, until, valid)| {
+            valid && until - from >= START_MS + self.db_fault_after(from, &DB_FAULTS)
+        })
     }
 
     /// How long database faults go on after `from_ms`.

@@ -181,10 +181,9 @@ fn drop_reason(table: &RoutingTable, q: &Query<'_>, plan: &Plan, c: &Candidate) 
 /// Tier first; within a tier healthy, then unknown, then degraded; within
 /// those the weighted draw for this message.
 fn order_candidates(table: &RoutingTable, message_id: &str, ordered: &mut [Candidate]) {
-    #[allow(unused_mut)] // changed only by a planted mistake
-    let mut weights: SmallVec<[u32; 8]> = ordered.iter().map(|c| c.weight).collect();
+    let weights: SmallVec<[u32; 8]> = ordered.iter().map(|c| c.weight).collect();
     #[cfg(feature = "planted")]
-    super::planted::shift_weights(&mut weights);
+    let weights = super::planted::shift_weights(weights);
 
     let mut keyed: SmallVec<[(Candidate, f64); 8]> = ordered
         .iter()

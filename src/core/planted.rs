@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use super::decide::Drop;
 use super::model::TableSource;
 use super::router::Router;
@@ -79,10 +81,11 @@ pub fn forget_drop(reason: Option<Drop>) -> Option<Drop> {
 }
 
 /// Gives each candidate the weight of the one after it.
-pub fn shift_weights(weights: &mut [u32]) {
+pub fn shift_weights(mut weights: SmallVec<[u32; 8]>) -> SmallVec<[u32; 8]> {
     if active(Mistake::DrawOffByOne) && !weights.is_empty() {
         weights.rotate_left(1);
     }
+    weights
 }
 
 /// One part per message, whatever the message holds.
