@@ -104,7 +104,7 @@ impl Truth {
     /// Whether replica `r` may hold health that is not the truth at `at_ms`
     /// for longer than the bound.
     fn health_exempt(&self, r: usize, at_ms: i64) -> bool {
-        let margin = HEALTH_BOUND_MS + HEARTBEAT_MS;
+        let margin = self.health_bound(at_ms - HEARTBEAT_MS, at_ms) + HEARTBEAT_MS;
         let db = [Fault::DbOutage, Fault::DbLatency, Fault::DbErrors];
         at_ms < START_MS + margin
             || self.any(
