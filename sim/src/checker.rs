@@ -114,6 +114,7 @@ impl Truth {
                 at_ms,
             )
             || self.any(&[Fault::ClockJump], Some(r), at_ms - margin, at_ms)
+            || self.kept_from_tables(r, at_ms - margin)
             || self.windows.iter().any(|w| {
                 w.fault == Fault::ReplicaCrash
                     && w.target == Some(r)
@@ -126,9 +127,12 @@ impl Truth {
     /// long before, or it started while the database held a table it must
     /// refuse and no valid one has been committed since.
     pub fn may_be_unready(&self, r: usize, at_ms: i64) -> bool {
-        if self.health_exempt(r, at_ms) {
-            return true;
-        }
+        self.health_exempt(r, at_ms) || self.kept_from_tables(r, at_ms)
+    }
+
+    /// Whether every table committed since replica `r` last started was
+    /// refused or replaced too soon for it to load.
+    fn kept_from_tables(&self, r: usize, at_ms: i64) -> bool {
         let started = self
             .windows
             .iter()
