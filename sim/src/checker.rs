@@ -7,8 +7,9 @@
 //! - a health event reaches every replica within `HEALTH_BOUND_MS` (plus the
 //!   `nats-delay` knob while it applies); until then either state is allowed;
 //! - while a replica may have missed events (NATS cut off or losing events,
-//!   the replica just restarted, its clock just jumped) anything the rules
-//!   allow for some health is accepted, up to a heartbeat after it heals;
+//!   the replica has not answered with a table since it started, its clock
+//!   just jumped) anything the rules allow for some health is accepted, up
+//!   to a heartbeat after that ends;
 //! - after the last fault heals, health and rules converge within
 //!   `CONVERGE_MS`.
 
@@ -53,6 +54,8 @@ pub struct Truth {
     pub offsets: Vec<Vec<(i64, i64)>>,
     pub windows: Vec<Window>,
     pub heal_ms: i64,
+    /// Per replica, its first answer with a table after each start.
+    pub ready: Vec<Vec<i64>>,
 }
 
 impl Truth {
@@ -105,7 +108,6 @@ impl Truth {
     /// for longer than the bound.
     fn health_exempt(&self, r: usize, at_ms: i64) -> bool {
         let margin = self.health_bound(at_ms - HEARTBEAT_MS, at_ms) + HEARTBEAT_MS;
-        let db = [Fault::DbOutage, Fault::DbLatency, Fault::DbErrors];
         at_ms < START_MS + margin
             || self.any(
                 &[Fault::NatsPartition, Fault::NatsDrop],
@@ -119,8 +121,38 @@ impl Truth {
                 w.fault == Fault::ReplicaCrash
                     && w.target == Some(r)
                     && w.start_ms <= at_ms
-                    && at_ms < w.end_ms + START_MS + margin + self.db_fault_after(w.end_ms, &db)
+                    && at_ms < self.ready_after(r, w.end_ms).saturating_add(margin)
             })
+            || at_ms < self.ready_after(r, 0).saturating_add(margin)
+    }
+
+    /// When replica `r` first answered with a table after `from_ms`: its
+    /// first table was in by then. Never, if it has not yet.
+    fn ready_after(&self, r: usize, from_ms: i64) -> i64 {
+        let marks = self.ready.get(r).map(Vec::as_slice).unwrap_or(&[]);
+        marks
+            .iter()
+            .copied()
+            .find(|t| *t >= from_ms)
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Notes that replica `r` answered with a table at `at_ms`, once per
+    /// start.
+    pub fn note_ready(&mut self, r: usize, at_ms: i64) {
+        let started = self
+            .windows
+            .iter()
+            .filter(|w| w.fault == Fault::ReplicaCrash && w.target == Some(r) && w.end_ms <= at_ms)
+            .map(|w| w.end_ms)
+            .max()
+            .unwrap_or(0);
+        if self.ready.len() <= r {
+            self.ready.resize(r + 1, Vec::new());
+        }
+        if self.ready[r].last().is_none_or(|t| *t < started) {
+            self.ready[r].push(at_ms);
+        }
     }
 
     /// Whether replica `r` may have no table at `at_ms`: it (re)started not

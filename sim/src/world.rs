@@ -414,7 +414,15 @@ async fn request(world: Arc<World>, channels: Vec<Channel>, c: usize, send: Send
     };
     world.log(describe(&record));
     {
-        let truth = world.truth.lock().expect("truth");
+        let mut truth = world.truth.lock().expect("truth");
+        let has_table = match &record.answer {
+            Answer::Routed(_) => true,
+            Answer::Refused { reason, .. } => reason != "NOT_READY",
+            Answer::Unanswered(_) => false,
+        };
+        if has_table {
+            truth.note_ready(record.replica, record.t_recv);
+        }
         world.checker.lock().expect("checker").check(&truth, record);
     }
 
