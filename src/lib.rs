@@ -9,9 +9,9 @@
 //! - `loader` (real build only): checks the files, then writes them to
 //!   PostgreSQL.
 //! - `tools` (real build only): operator tools such as `publish-health`.
-//! - `server`: the gRPC service, its mutual TLS and the management HTTP
-//!   endpoints (real build).
-//! - `metrics`: the Prometheus registry the service owns (real build).
+//! - [`server`]: the gRPC service (every build, the simulation serves it
+//!   too), its mutual TLS and the management HTTP endpoints (real build).
+//! - [`metrics`]: the Prometheus registry the service owns.
 //! - `config`: the `serve` configuration and the start-up secrets check.
 //! - `devmode`: throwaway certificates and file-backed tables for a
 //!   workstation (real build, never production).
@@ -33,9 +33,7 @@ pub mod client;
 pub mod config;
 #[cfg(all(feature = "real", not(madsim)))]
 pub mod devmode;
-#[cfg(feature = "real")]
 pub mod metrics;
-#[cfg(feature = "real")]
 pub mod server;
 #[cfg(feature = "real")]
 pub mod service;
@@ -45,6 +43,7 @@ pub mod proto {
     tonic::include_proto!("routing.v1");
 
     /// Encoded descriptors of the contract, for server reflection.
+    /// Read from `OUT_DIR` directly: madsim's tonic has no macro for it.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("routing_descriptor");
+        include_bytes!(concat!(env!("OUT_DIR"), "/routing_descriptor.bin"));
 }

@@ -104,7 +104,10 @@ pub fn plan(table: &RoutingTable, q: &Query<'_>, health: impl Fn(&str) -> Health
             weight: compiled.rule.weight,
             health: health(&op.id),
         };
-        match drop_reason(table, q, &plan, &candidate) {
+        let reason = drop_reason(table, q, &plan, &candidate);
+        #[cfg(feature = "planted")]
+        let reason = super::planted::forget_drop(reason);
+        match reason {
             Some(reason) => plan.dropped.push((candidate, reason)),
             None => plan.ordered.push(candidate),
         }
@@ -178,13 +181,16 @@ fn drop_reason(table: &RoutingTable, q: &Query<'_>, plan: &Plan, c: &Candidate) 
 /// Tier first; within a tier healthy, then unknown, then degraded; within
 /// those the weighted draw for this message.
 fn order_candidates(table: &RoutingTable, message_id: &str, ordered: &mut [Candidate]) {
+    let weights: SmallVec<[u32; 8]> = ordered.iter().map(|c| c.weight).collect();
+    #[cfg(feature = "planted")]
+    let weights = super::planted::shift_weights(weights);
+
     let mut keyed: SmallVec<[(Candidate, f64); 8]> = ordered
         .iter()
-        .map(|c| {
-            (
-                *c,
-                draw_key(message_id, &table.operator(c.operator).id, c.weight),
-            )
+        .zip(weights)
+        .map(|(c, weight)| {
+            let key = draw_key(message_id, &table.operator(c.operator).id, weight);
+            (*c, key)
         })
         .collect();
     keyed.sort_by(|(a, ka), (b, kb)| {

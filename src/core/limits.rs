@@ -164,13 +164,16 @@ impl ResilientCache {
 
     /// Whether this call should try the shared cache: always when healthy,
     /// once per probe interval (one caller wins the slot) when degraded.
+    /// A clock that went back since the last probe probes at once, so that
+    /// a jump back does not keep limits local for the length of the jump.
     fn should_try_shared(&self) -> bool {
         if !self.is_degraded() {
             return true;
         }
         let now_ms = self.clock.now_unix_ms();
         let next = self.next_probe_ms.load(Ordering::SeqCst);
-        now_ms >= next
+        let went_back = next - now_ms > self.probe_interval_ms;
+        (now_ms >= next || went_back)
             && self
                 .next_probe_ms
                 .compare_exchange(
@@ -497,6 +500,31 @@ mod tests {
             cache.ported_network("+447400123456").await.unwrap(),
             Some(None)
         );
+    }
+
+    #[tokio::test]
+    async fn a_clock_jump_back_does_not_delay_the_probe() {
+        // Degraded at 100 s, the clock jumps back 30 minutes: the next
+        // acquire probes the shared cache at once instead of 30 minutes on.
+        let clock = ManualClock::at_unix_ms(100_000 + 1_800_000);
+        let shared = Arc::new(Switchable::default());
+        let settings = ResilientSettings {
+            replicas: 2,
+            probe_interval_ms: 1_000,
+        };
+        let cache = ResilientCache::new(shared.clone(), Arc::new(clock.clone()), settings);
+        shared.down.store(true, Ordering::SeqCst);
+        cache.acquire("op-a", 40, 1).await.unwrap();
+        assert!(cache.is_degraded());
+
+        shared.down.store(false, Ordering::SeqCst);
+        clock.advance_ms(-1_800_000);
+        cache.acquire("op-a", 40, 1).await.unwrap();
+        assert!(
+            !cache.is_degraded(),
+            "the jump back must not postpone the probe"
+        );
+        assert_eq!(shared.calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

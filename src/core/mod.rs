@@ -10,6 +10,8 @@ pub mod health_feed;
 pub mod limits;
 pub mod model;
 pub mod numbering;
+#[cfg(feature = "planted")]
+pub mod planted;
 pub mod ports;
 pub mod prefix;
 pub mod reload;

@@ -72,6 +72,9 @@ pub async fn reload_once(
         .inspect_err(|_| observer.store_up(false))?;
     observer.store_up(true);
 
+    #[cfg(feature = "planted")]
+    super::planted::install_half_built(router, &source).await;
+
     let version = source.version;
     let table = RoutingTable::build(source).inspect_err(|e| observer.refused(e))?;
     router.install(table);

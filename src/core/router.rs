@@ -197,6 +197,8 @@ impl Router {
 
         check_plan(&table, &plan, &destination)?;
         let parts = req.parts.max(1);
+        #[cfg(feature = "planted")]
+        let parts = super::planted::count_parts(parts);
         let (chosen, throttled) = self.admit(&table, &plan, parts).await;
         let Some(chosen) = chosen else {
             return Err(RouteError::AllThrottled {

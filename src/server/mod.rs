@@ -1,112 +1,27 @@
 //! The service's edges: mutual-TLS gRPC for `sms-orchestrator`, and HTTP on
 //! the pod's loopback for probes and Prometheus.
 //!
-//! - [`grpc`]: the `RoutingEngine` service and the one error-to-status map.
-//! - [`http`]: `/health`, `/ready` and `/metrics`.
-//! - [`tls`]: certificates, the TLS accept loop and the client channel
+//! - [`grpc`]: the `RoutingEngine` service and the one error-to-status map;
+//!   the only part compiled without the `real` feature, for the simulation.
+//! - `edge`: the state the edges share and the routes served (real build).
+//! - `http`: `/health`, `/ready` and `/metrics` (real build).
+//! - `tls`: certificates, the TLS accept loop and the client channel
 //!   (real build only: TLS is not simulated).
-//! - [`identity`]: which callers' client certificates are admitted.
-//! - [`tls_reload`]: picks up renewed certificates without a restart.
+//! - `identity`: which callers' client certificates are admitted.
+//! - `tls_reload`: picks up renewed certificates without a restart.
 
 pub mod grpc;
+
+#[cfg(feature = "real")]
+mod edge;
+#[cfg(feature = "real")]
 pub mod http;
-#[cfg(not(madsim))]
+#[cfg(all(feature = "real", not(madsim)))]
 pub mod identity;
-#[cfg(not(madsim))]
+#[cfg(all(feature = "real", not(madsim)))]
 pub mod tls;
-#[cfg(not(madsim))]
+#[cfg(all(feature = "real", not(madsim)))]
 pub mod tls_reload;
 
-use std::sync::Arc;
-
-use tonic::service::Routes;
-use tonic_health::server::{HealthReporter, HealthService};
-use tonic_health::ServingStatus;
-
-use crate::core::router::Router;
-use crate::core::table::RoutingTable;
-use crate::metrics::Metrics;
-use crate::proto::routing_engine_server::{RoutingEngineServer, SERVICE_NAME};
-use grpc::RoutingService;
-
-/// Why the gRPC routes could not be assembled.
-#[derive(Debug, thiserror::Error)]
-pub enum EdgeError {
-    #[error("build the reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
-}
-
-/// What the edges share: the router, the metrics and the gRPC health status.
-#[derive(Clone)]
-pub struct Edge {
-    router: Arc<Router>,
-    metrics: Arc<Metrics>,
-    health: HealthReporter,
-}
-
-impl Edge {
-    /// The edges of `router`, not serving until a table is installed.
-    pub async fn new(router: Arc<Router>, metrics: Arc<Metrics>) -> Edge {
-        let health = HealthReporter::new();
-        let edge = Edge {
-            router,
-            metrics,
-            health,
-        };
-        edge.set_health(ServingStatus::NotServing).await;
-        edge
-    }
-
-    pub fn router(&self) -> &Arc<Router> {
-        &self.router
-    }
-
-    pub fn metrics(&self) -> &Arc<Metrics> {
-        &self.metrics
-    }
-
-    /// Puts `table` in use and reports the service as serving.
-    pub async fn install(&self, table: RoutingTable) {
-        let (version, operators, rules) =
-            (table.version(), table.operator_count(), table.rule_count());
-        self.router.install(table);
-        self.metrics.set_table_version(version);
-        self.set_health(ServingStatus::Serving).await;
-        tracing::info!(
-            table.version = version,
-            table.operators = operators,
-            table.rules = rules,
-            "routing table installed"
-        );
-    }
-
-    /// Reports the service as serving, once a table is in use.
-    pub async fn serving(&self) {
-        self.set_health(ServingStatus::Serving).await;
-    }
-
-    /// The routing service with the standard health and reflection services.
-    pub fn grpc_routes(&self) -> Result<Routes, EdgeError> {
-        let routing = RoutingService::new(self.router.clone(), self.metrics.clone());
-        let health = tonic_health::pb::health_server::HealthServer::new(
-            HealthService::from_health_reporter(self.health.clone()),
-        );
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-
-        Ok(Routes::new(routing.into_server())
-            .add_service(health)
-            .add_service(reflection))
-    }
-
-    async fn set_health(&self, status: ServingStatus) {
-        // "" is the whole server in the health protocol.
-        self.health.set_service_status("", status).await;
-        self.health.set_service_status(SERVICE_NAME, status).await;
-    }
-}
-
-/// Keeps the type of the generated server in one place for callers.
-pub type RoutingServer = RoutingEngineServer<RoutingService>;
+#[cfg(feature = "real")]
+pub use edge::{Edge, EdgeError};
