@@ -228,6 +228,13 @@ fn plan_all(case: &Case) -> usize {
     chosen
 }
 
+fn normalise_all(case: &Case) -> usize {
+    case.requests
+        .iter()
+        .filter(|r| numbering::normalise(&r.destination, &r.destination_region).is_ok())
+        .count()
+}
+
 /// Allocations and bytes per item of one pass of `f` over `items` items.
 fn allocations_per(items: usize, f: impl FnOnce() -> usize) -> (f64, f64, usize) {
     let (count, bytes) = (
@@ -250,6 +257,11 @@ fn report_allocations(case: &Case) {
          requests ({ok} routed)",
         case.name,
         case.requests.len()
+    );
+    let (count, bytes, _) = allocations_per(case.requests.len(), || normalise_all(case));
+    eprintln!(
+        "{}: of which normalisation: {count:.1} allocations ({bytes:.0} bytes) per request",
+        case.name
     );
     let (count, bytes, ok) = allocations_per(case.parsed.len(), || plan_all(case));
     eprintln!(

@@ -34,13 +34,15 @@ def main():
             ax.plot(offered, ms, dash, color=colour, marker="o", label=label)
     ax.axhline(2.0, color="tab:red", linewidth=0.8, linestyle=":", label="p99 target 2 ms")
     ax.set_xlabel("offered load (requests per second, open loop)")
-    ax.set_ylabel("latency (ms)")
+    ax.set_ylabel("latency (ms, log scale)")
     ax.set_title(title)
-    ax.set_ylim(bottom=0)
+    ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(sys.argv[2])
+    if sys.argv[2].endswith(".svg"):
+        fig.savefig(sys.argv[2][:-4] + ".png", dpi=80)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ NATS_CREDS_FILE="$work/nkey.seed" \
 TLS_DIR="$work/tls" \
 GRPC_ADDR="127.0.0.1:$grpc_port" \
 HTTP_ADDR="127.0.0.1:$http_port" \
+PORTABILITY="${PORTABILITY:-lookup}" \
 RUST_LOG=info \
     "$bin" serve > "$work/serve.log" 2>&1 &
 serve_pid=$!
