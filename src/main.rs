@@ -1,6 +1,6 @@
 //! The routing-engine binary: `serve` in production, `dev` on a workstation,
 //! `route` to ask a running service for a decision, `load` to fill the
-//! database from the CSV files.
+//! database from the CSV files, `loadgen` to measure a running service.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -50,6 +50,8 @@ enum Command {
     Load(LoadArgs),
     /// Publish one operator-health event to NATS JetStream.
     PublishHealth(routing_engine::tools::publish_health::PublishHealthArgs),
+    /// Measure a running service on this machine against a no-op baseline.
+    Loadgen(routing_engine::tools::loadgen::LoadgenArgs),
 }
 
 #[derive(clap::Args)]
@@ -111,6 +113,12 @@ fn main() -> ExitCode {
             Command::PublishHealth(args) => {
                 init_human_logs("warn");
                 args.run().await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::Loadgen(args) => {
+                init_human_logs("warn");
+                let report = args.run().await?;
+                print!("{report}");
+                Ok(ExitCode::SUCCESS)
             }
         }
     });

@@ -125,8 +125,32 @@ fn parse_region(region: &str) -> Result<Region, DestinationError> {
 }
 
 /// Compiles the metadata patterns the request path uses, region by region,
-/// by reading and validating each region's example numbers.
+/// by reading and validating each region's example numbers. The regions are
+/// shared out over the cores: start-up waits for this, and each pattern sits
+/// in its own cell, so threads compiling different regions do not meet.
 pub fn warm_up() -> WarmUp {
+    let regions: Vec<Region> = PHONE_NUMBER_UTIL.get_supported_regions().collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    std::thread::scope(|scope| {
+        let shares: Vec<_> = (0..threads)
+            .map(|first| {
+                let share = regions.iter().skip(first).step_by(threads);
+                scope.spawn(move || warm_regions(share))
+            })
+            .collect();
+        // A share that panicked left its regions to be compiled on first use.
+        shares
+            .into_iter()
+            .filter_map(|share| share.join().ok())
+            .fold(WarmUp::default(), |total, part| WarmUp {
+                regions: total.regions + part.regions,
+                examples: total.examples + part.examples,
+            })
+    })
+}
+
+fn warm_regions<'a>(regions: impl Iterator<Item = &'a Region>) -> WarmUp {
     const TYPES: [PhoneNumberType; 4] = [
         PhoneNumberType::Mobile,
         PhoneNumberType::FixedLine,
@@ -135,7 +159,7 @@ pub fn warm_up() -> WarmUp {
     ];
     let mut report = WarmUp::default();
 
-    for region in PHONE_NUMBER_UTIL.get_supported_regions() {
+    for &region in regions {
         report.regions += 1;
         let code = region.to_string();
         for kind in TYPES {

@@ -1,3 +1,5 @@
 //! Operator tools shipped in the binary as subcommands.
 
+#[cfg(not(madsim))]
+pub mod loadgen;
 pub mod publish_health;
