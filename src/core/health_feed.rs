@@ -123,12 +123,19 @@ pub async fn run(router: Arc<Router>, mut bus: impl HealthBus, observer: Arc<dyn
 
 /// Applies one event if its operator is in the current table and it is newer
 /// than what the book holds.
+///
+/// Before the first table is installed every operator counts as known: the
+/// bus replays the current state of each operator when it connects, which is
+/// usually before PostgreSQL has answered, and dropping that replay would
+/// leave a down operator routable until its next event. Installing the first
+/// table prunes the operators it does not hold. The book is bounded meanwhile
+/// by the subjects only operator-management-service may publish on.
 fn apply(router: &Router, event: &HealthEvent, observer: &dyn HealthObserver) {
     let id = event.operator_id.as_str();
     let table = router.table();
     let known = table
         .as_ref()
-        .is_some_and(|t| t.operator_by_id(id).is_some());
+        .is_none_or(|t| t.operator_by_id(id).is_some());
     let book = router.health();
     let now_ms = router.clock().now_unix_ms();
     let before = book.health(id, now_ms);

@@ -120,6 +120,27 @@ async fn an_up_event_does_not_bring_a_disabled_operator_back() {
 }
 
 #[tokio::test]
+async fn health_replayed_before_the_first_table_is_kept() {
+    // The bus replays every operator's state on connect, often before the
+    // first table has loaded: a down operator must stay down once it does,
+    // and an operator the table does not hold must leave no state.
+    let clock = Arc::new(ManualClock::at_utc(12, 0));
+    let router = Arc::new(Router::new(clock, RouterSettings::default()));
+    let script = vec![
+        event("op-a", HealthStatus::Down, 3),
+        event("op-gone", HealthStatus::Up, 1),
+    ];
+    let observer = feed(&router, script).await;
+    assert_eq!(observer.accepted_total(), 2);
+
+    router.install(table(true));
+    let now = router.clock().now_unix_ms();
+    assert_eq!(router.health().health("op-a", now), Health::Down);
+    assert_eq!(router.health().health("op-gone", now), Health::Unknown);
+    assert_eq!(chosen(&router).await, "op-b");
+}
+
+#[tokio::test]
 async fn events_for_removed_operators_do_not_bring_them_back() {
     // op-b leaves the table; a later `down` for it is refused, and when it
     // returns it starts from unknown, not from the refused event.
