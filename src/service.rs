@@ -94,7 +94,20 @@ pub async fn shared_cache(
     ));
     metrics.watch_cache(Arc::new(RedisCounters(redis)));
     metrics.watch_dependency("redis", Arc::new(RedisProbe(resilient.clone())));
+    tokio::spawn(check_redis(resilient.clone()));
     Ok(resilient)
+}
+
+/// How often Redis is asked whether it answers, traffic or not.
+const REDIS_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the Redis state that `/ready` shows current while no request runs.
+async fn check_redis(cache: Arc<ResilientCache>) {
+    let mut every = tokio::time::interval(REDIS_CHECK_EVERY);
+    loop {
+        every.tick().await;
+        cache.check_shared().await;
+    }
 }
 
 struct RedisCounters(Arc<RedisCache>);

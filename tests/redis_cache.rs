@@ -845,3 +845,41 @@ async fn limits_fall_back_to_a_local_share_and_come_back_with_redis() {
     );
     assert!((19..=21).contains(&back), "{back}");
 }
+
+#[tokio::test]
+async fn redis_state_is_known_without_traffic() {
+    // `/ready` reads whether Redis answers: a check on a timer, with no
+    // request at all, must notice both an outage and the return, and never
+    // touch the cache counters that the metrics report.
+    let mut server = OwnRedis::start("Pw-idle-7d21").unwrap();
+    let shared = Arc::new(
+        RedisCache::connect(settings(&server.url("Pw-idle-7d21"), "idle"))
+            .await
+            .unwrap(),
+    );
+    let resilient = ResilientCache::new(
+        shared.clone(),
+        Arc::new(SystemClock),
+        ResilientSettings {
+            replicas: 1,
+            probe_interval_ms: 100,
+        },
+    );
+
+    resilient.check_shared().await;
+    assert!(!resilient.is_degraded());
+
+    server.stop();
+    resilient.check_shared().await;
+    assert!(resilient.is_degraded(), "an idle outage is noticed");
+
+    server.restart().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while resilient.is_degraded() {
+        assert!(Instant::now() < deadline, "the return was not noticed");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        resilient.check_shared().await;
+    }
+    let stats = shared.stats();
+    assert_eq!((stats.hits, stats.misses, stats.corrupt), (0, 0, 0));
+}

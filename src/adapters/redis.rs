@@ -478,6 +478,15 @@ impl Cache for RedisCache {
         Ok(admission)
     }
 
+    async fn ping(&self) -> Result<(), PortError> {
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        self.bounded(ping.query_async::<String>(&mut conn))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.port_error(e))
+    }
+
     async fn ported_network(&self, e164: &str) -> Result<Option<Option<String>>, PortError> {
         let key = self.ported_key(e164);
         let mut conn = self.conn.clone();

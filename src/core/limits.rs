@@ -185,6 +185,19 @@ impl ResilientCache {
                 .is_ok()
     }
 
+    /// Asks the shared cache one cheap question, whatever the traffic, so
+    /// that an outage (or a return) is noticed and reported without waiting
+    /// for a request: `/ready` and the dependency metric read this state.
+    pub async fn check_shared(&self) {
+        if !self.should_try_shared() {
+            return;
+        }
+        match self.shared.ping().await {
+            Ok(_) => self.shared_answered(),
+            Err(error) => self.shared_failed(&error),
+        }
+    }
+
     fn shared_failed(&self, error: &PortError) {
         let now_ms = self.clock.now_unix_ms();
         self.next_probe_ms

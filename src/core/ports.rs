@@ -73,6 +73,13 @@ pub trait Cache: Send + Sync + 'static {
 
     /// Remembers a portability answer for a while.
     async fn remember_ported(&self, e164: &str, network: Option<&str>) -> Result<(), PortError>;
+
+    /// Whether the cache answers, asked without traffic. The default asks
+    /// for a number that cannot exist; a cache with a cheaper question
+    /// (and counters that should not see this one) overrides it.
+    async fn ping(&self) -> Result<(), PortError> {
+        self.ported_network("+0").await.map(|_| ())
+    }
 }
 
 /// Why the bus refused a message before it reached the health book.
