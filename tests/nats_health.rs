@@ -653,3 +653,43 @@ async fn nats_outage_ages_health_to_unknown_and_the_consumer_resumes() -> anyhow
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_stream_reads_as_the_bus_down_until_it_exists() {
+    // Goal: a server that answers but holds no health stream gives no
+    // health, so the bus must read as down (for `/ready` and the metric),
+    // and as up once the stream appears and events flow. Method: start the
+    // feed on a stream nobody created, then create it and publish.
+    let _turn = MACHINE.lock().await;
+    let url = machine_url();
+    let subjects = unique_subjects();
+    let router = router(60_000);
+    let observer = start_feed(&router, &url, None, &subjects).await;
+    wait_until("bus down", WAIT, || {
+        observer.disconnects() >= 1 && !observer.connected()
+    })
+    .await;
+    // Past the retries and the connection's own events, it stays down.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!observer.connected(), "no stream, yet the bus reads as up");
+
+    let publisher = HealthPublisher::connect(&url, None, subjects.clone())
+        .await
+        .unwrap();
+    publisher.ensure_stream().await.unwrap();
+    wait_until("bus up", Duration::from_secs(20), || observer.connected()).await;
+    publisher
+        .publish(&event("op-a", HealthStatus::Down, 1))
+        .await
+        .unwrap();
+    wait_until("event applied", WAIT, || {
+        health(&router, "op-a") == Health::Down
+    })
+    .await;
+
+    admin(&url)
+        .await
+        .delete_stream(&subjects.stream)
+        .await
+        .unwrap();
+}

@@ -347,7 +347,8 @@ impl NatsHealthBus {
         match event {
             async_nats::Event::Connected => {
                 self.connected = true;
-                Some(BusMessage::Connected)
+                // Without a consumer, a connection alone carries no health.
+                (self.open_failures == 0).then_some(BusMessage::Connected)
             }
             async_nats::Event::Disconnected => {
                 // The server may restart and lose the ephemeral consumer.
@@ -402,23 +403,29 @@ impl HealthBus for NatsHealthBus {
             if self.messages.is_none() && self.connected {
                 match self.open().await {
                     Ok(messages) => {
-                        if self.open_failures > 0 {
-                            tracing::info!(stream = %self.subjects.stream, "health consumer open");
-                        }
+                        let recovered = self.open_failures > 0;
                         self.open_failures = 0;
                         self.messages = Some(messages);
+                        if recovered {
+                            // Health flows again: the bus is up for the core.
+                            tracing::info!(stream = %self.subjects.stream, "health consumer open");
+                            return Some(BusMessage::Connected);
+                        }
                     }
                     Err(e) => {
-                        if self.open_failures == 0 {
+                        self.open_failures = self.open_failures.saturating_add(1);
+                        if self.open_failures == 1 {
                             tracing::warn!(
                                 stream = %self.subjects.stream,
                                 error = %e,
                                 "health consumer did not open; retrying quietly"
                             );
-                        } else {
-                            tracing::debug!(error = %e, "health consumer did not open");
+                            // Connected to a server without the stream (or the
+                            // right to consume it) is no health at all: say the
+                            // bus is down, so readiness and metrics show it.
+                            return Some(BusMessage::Disconnected);
                         }
-                        self.open_failures = self.open_failures.saturating_add(1);
+                        tracing::debug!(error = %e, "health consumer did not open");
                         reopen_wait = REOPEN_AFTER * self.open_failures.min(10);
                     }
                 }
