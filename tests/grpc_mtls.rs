@@ -365,6 +365,11 @@ async fn refusals_carry_code_and_reason() -> anyhow::Result<()> {
         assert_eq!(info.domain, "routing-engine");
         assert!(!status.message().is_empty());
     }
+
+    // Far over any real request: refused before it is decoded.
+    let huge = request(&"4".repeat(100 * 1024));
+    let status = client.select_operator(huge).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     Ok(())
 }
 

@@ -13,6 +13,14 @@ use crate::core::table::RoutingTable;
 use crate::metrics::Metrics;
 use crate::proto::routing_engine_server::{RoutingEngineServer, SERVICE_NAME};
 
+/// The largest request decoded; a real one is well under 1 KiB, and the
+/// service's own field limits refuse anything near this.
+///
+/// Limitation: a request over this size, or bytes that are not a
+/// `SelectOperatorRequest`, is refused by tonic's codec before the service
+/// sees it (`OUT_OF_RANGE` or `INTERNAL`, without an `ErrorInfo`).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
 /// Why the gRPC routes could not be assembled.
 #[derive(Debug, thiserror::Error)]
 pub enum EdgeError {
@@ -80,7 +88,9 @@ impl Edge {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
 
-        Ok(Routes::new(RoutingEngineServer::new(routing))
+        let routing =
+            RoutingEngineServer::new(routing).max_decoding_message_size(MAX_REQUEST_BYTES);
+        Ok(Routes::new(routing)
             .add_service(health)
             .add_service(reflection))
     }
