@@ -183,6 +183,7 @@ impl Router {
 
         let (network, network_source) = self.network_of(&table, &destination).await;
         let now_ms = self.clock.now_unix_ms();
+        let parts = req.parts.max(1);
         let query = Query {
             message_id: &req.message_id,
             account_id: &req.account_id,
@@ -192,11 +193,11 @@ impl Router {
             sender,
             minute: self.clock.minute_of_day(),
             excluded: &req.exclude_operator_ids,
+            parts,
         };
         let plan = decide::plan(&table, &query, |id| self.health.health(id, now_ms));
 
         check_plan(&table, &plan, &destination)?;
-        let parts = req.parts.max(1);
         let (chosen, throttled) = self.admit(&table, &plan, parts).await;
         let Some(chosen) = chosen else {
             return Err(RouteError::AllThrottled {
