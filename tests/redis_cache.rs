@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use routing_engine::adapters::redis::{RedisCache, RedisCacheError, RedisSettings, RedisUrl};
 use routing_engine::core::clock::SystemClock;
+use routing_engine::core::error::RouteError;
 use routing_engine::core::limits::{ResilientCache, ResilientSettings};
 use routing_engine::core::model::*;
 use routing_engine::core::ports::{Admission, Cache, PortError, TableStore};
@@ -471,6 +472,16 @@ async fn a_burst_is_admitted_then_candidates_are_skipped_then_all_throttled() {
 
     let refused = router.route(&request(UK_THREE, 3)).await.unwrap_err();
     assert_eq!(refused.reason(), "ALL_OPERATORS_THROTTLED");
+    let RouteError::AllThrottled { operator_ids, .. } = &refused else {
+        panic!("{refused:?}");
+    };
+    let mut operator_ids = operator_ids.clone();
+    operator_ids.sort();
+    assert_eq!(
+        operator_ids,
+        ["op-a", "op-b"],
+        "both skipped at their limit"
+    );
 
     // Nothing leaves either window until its first admission is 1 s old.
     let took = start.elapsed();

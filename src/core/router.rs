@@ -202,6 +202,7 @@ impl Router {
         let Some(chosen) = chosen else {
             return Err(RouteError::AllThrottled {
                 destination: destination.e164,
+                operator_ids: operator_ids(&table, &plan, &throttled),
             });
         };
 
@@ -369,11 +370,16 @@ fn build_decision(
         cost_micros: first_rule.cost_micros,
         table_version: table.version(),
         explain,
-        throttled: throttled
-            .iter()
-            .map(|p| table.operator(plan.ordered[*p].operator).id.clone())
-            .collect(),
+        throttled: operator_ids(table, plan, throttled),
     }
+}
+
+/// The ids of the operators at `positions` in `plan.ordered`.
+fn operator_ids(table: &RoutingTable, plan: &Plan, positions: &[usize]) -> Vec<String> {
+    positions
+        .iter()
+        .map(|p| table.operator(plan.ordered[*p].operator).id.clone())
+        .collect()
 }
 
 fn explain(
