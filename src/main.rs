@@ -169,14 +169,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     metrics.watch_router(edge.router().clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = start_servers(
-        &edge,
-        tls.clone(),
-        config.grpc_addr,
-        config.http_addr,
-        &stop_rx,
-    );
-    let servers = servers.await?;
+    let listeners = bind(config.grpc_addr, config.http_addr).await?;
+    let servers = start_servers(&edge, tls.clone(), listeners, &stop_rx)?;
     let reloader = TlsReloader::new(tls, config.tls_dir.clone(), &tls_files, metrics.clone());
     let tls_watch = tokio::spawn(reloader.run(config.tls_reload_poll));
     let health_feed = service::spawn_health_feed(
@@ -213,9 +207,17 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         "development mode: throwaway certificates, no secrets check; not for production"
     );
 
+    // The ports are taken before the certificates are touched, so a second
+    // `dev` started by mistake stops here and leaves the first one's alone.
+    let listeners = bind(args.grpc_addr, args.http_addr).await?;
     let tls_dir = devmode::absolute(&args.tls_dir);
-    devmode::write_dev_tls(&tls_dir).context("write development certificates")?;
-    eprintln!("development certificates written to {}", tls_dir.display());
+    let certificates =
+        devmode::ensure_dev_tls(&tls_dir).context("write development certificates")?;
+    let done = match certificates {
+        devmode::DevTls::Reused => "kept from an earlier start in",
+        devmode::DevTls::Written => "written to",
+    };
+    eprintln!("development certificates {done} {}", tls_dir.display());
 
     warm_up().await?;
     let router = Router::new(Arc::new(SystemClock), RouterSettings::default());
@@ -230,7 +232,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let tls = ServerTls::from_dir(&tls_dir).context("read development certificates")?;
     let tls = Arc::new(tls);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = start_servers(&edge, tls, args.grpc_addr, args.http_addr, &stop_rx).await?;
+    let servers = start_servers(&edge, tls, listeners, &stop_rx)?;
     eprintln!(
         "try: routing-engine route +447400123456 --account acme-bank --sender ACMEBANK \
          --server https://{} --tls-dir {}",
@@ -303,22 +305,37 @@ async fn warm_up() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds both listeners, then serves until `stop` turns true. The returned
-/// future ends when both servers have stopped.
-async fn start_servers(
-    edge: &Edge,
-    tls: Arc<ServerTls>,
-    grpc_addr: SocketAddr,
-    http_addr: SocketAddr,
-    stop: &watch::Receiver<bool>,
-) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    let grpc_listener = TcpListener::bind(grpc_addr)
+/// The gRPC and the HTTP listener.
+struct Listeners {
+    grpc: TcpListener,
+    http: TcpListener,
+}
+
+/// Binds both listeners; an address in use fails here, before anything else
+/// has been changed.
+async fn bind(grpc_addr: SocketAddr, http_addr: SocketAddr) -> anyhow::Result<Listeners> {
+    let grpc = TcpListener::bind(grpc_addr)
         .await
         .with_context(|| format!("listen for gRPC on {grpc_addr}"))?;
-    let http_listener = TcpListener::bind(http_addr)
+    let http = TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("listen for HTTP on {http_addr}"))?;
     tracing::info!(grpc.addr = %grpc_addr, http.addr = %http_addr, "listening");
+    Ok(Listeners { grpc, http })
+}
+
+/// Serves on `listeners` until `stop` turns true. The returned future ends
+/// when both servers have stopped.
+fn start_servers(
+    edge: &Edge,
+    tls: Arc<ServerTls>,
+    listeners: Listeners,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+    let Listeners {
+        grpc: grpc_listener,
+        http: http_listener,
+    } = listeners;
 
     let routes = edge.grpc_routes()?;
     let grpc = tokio::spawn(tls::serve(
