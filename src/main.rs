@@ -50,6 +50,17 @@ enum Command {
     Load(LoadArgs),
     /// Publish one operator-health event to NATS JetStream.
     PublishHealth(routing_engine::tools::publish_health::PublishHealthArgs),
+    /// Write the development CA and certificates (as `dev` does) and exit.
+    DevCerts(DevCertsArgs),
+    /// Write a fresh NATS user NKey seed (owner-only) and print its public key.
+    Nkey(routing_engine::tools::nkey::NkeyArgs),
+}
+
+#[derive(clap::Args)]
+struct DevCertsArgs {
+    /// Where to write the development CA and certificates.
+    #[arg(long, default_value = devmode::DEFAULT_TLS_DIR)]
+    tls_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -111,6 +122,14 @@ fn main() -> ExitCode {
             Command::PublishHealth(args) => {
                 init_human_logs("warn");
                 args.run().await.map(|()| ExitCode::SUCCESS)
+            }
+            Command::DevCerts(args) => dev_certs(args),
+            Command::Nkey(args) => {
+                init_human_logs("warn");
+                args.run().map(|public_key| {
+                    println!("{public_key}");
+                    ExitCode::SUCCESS
+                })
             }
         }
     });
@@ -243,6 +262,17 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     servers.await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dev_certs(args: DevCertsArgs) -> anyhow::Result<ExitCode> {
+    init_human_logs("warn");
+    let tls_dir = devmode::absolute(&args.tls_dir);
+    let done = match devmode::ensure_dev_tls(&tls_dir).context("write development certificates")? {
+        devmode::DevTls::Reused => "kept (still valid) in",
+        devmode::DevTls::Written => "written to",
+    };
+    println!("development certificates {done} {}", tls_dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
