@@ -221,6 +221,7 @@ fn plan_all(case: &Case) -> usize {
             sender: SenderKind::Numeric,
             minute: 12 * 60,
             excluded: &excluded,
+            parts: request.parts.max(1),
         };
         let plan = decide::plan(&case.table, &query, |_| Health::Up);
         chosen += plan.ordered.len().min(1);

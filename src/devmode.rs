@@ -3,6 +3,7 @@
 //! without any of the production secrets. Never for production.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -10,6 +11,7 @@ use rcgen::{
 };
 
 use crate::core::table::{RoutingTable, TableError};
+use crate::server::tls::{self, PemFiles};
 use crate::source::files::{DataDirs, LoadError};
 
 /// Where development certificates go unless told otherwise.
@@ -148,6 +150,77 @@ pub fn write_dev_tls(dir: &Path) -> Result<DevPki, DevError> {
     Ok(pki)
 }
 
+/// What [`ensure_dev_tls`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DevTls {
+    /// The certificates already in the directory were kept.
+    Reused,
+    /// Fresh ones were written.
+    Written,
+}
+
+/// Keeps the development certificates already in `dir` when they are all
+/// there, valid today, matched by their keys and issued by its `ca.crt`, so
+/// clients holding them keep working across restarts; otherwise writes fresh
+/// ones.
+pub fn ensure_dev_tls(dir: &Path) -> Result<DevTls, DevError> {
+    if reusable(dir) {
+        return Ok(DevTls::Reused);
+    }
+    write_dev_tls(dir)?;
+    Ok(DevTls::Written)
+}
+
+fn reusable(dir: &Path) -> bool {
+    let server = PemFiles::read_server(dir);
+    let client = PemFiles::read(dir, "client.crt", "client.key");
+    let (Ok(server), Ok(client)) = (server, client) else {
+        return false;
+    };
+
+    tls::file_problems(&server).is_empty()
+        && tls::file_problems(&client).is_empty()
+        && issued_by_ca(&server, &client)
+}
+
+/// Whether the server certificate serves `localhost` and the client
+/// certificate authenticates a client, both chaining to `ca.crt`, as the
+/// development server and the `route` command will check them.
+fn issued_by_ca(server: &PemFiles, client: &PemFiles) -> bool {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName, UnixTime};
+    use rustls::server::WebPkiClientVerifier;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(&server.ca).flatten() {
+        if roots.add(ca).is_err() {
+            return false;
+        }
+    }
+    let roots = Arc::new(roots);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (Ok(server_cert), Ok(client_cert)) = (
+        CertificateDer::from_pem_slice(&server.cert),
+        CertificateDer::from_pem_slice(&client.cert),
+    ) else {
+        return false;
+    };
+    let now = UnixTime::now();
+
+    let host = ServerName::from(std::net::Ipv4Addr::LOCALHOST);
+    let server_ok = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+        .build()
+        .is_ok_and(|v| {
+            v.verify_server_cert(&server_cert, &[], &host, &[], now)
+                .is_ok()
+        });
+    let client_ok = WebPkiClientVerifier::builder_with_provider(roots, provider)
+        .build()
+        .is_ok_and(|v| v.verify_client_cert(&client_cert, &[], now).is_ok());
+    server_ok && client_ok
+}
+
 /// Builds the routing table from the CSV files: the full data set under
 /// `data` (laid out as `numbering/carrier` and `routing`) when given, else
 /// the sample shipped in `<repo_root>/sample`. The operators' SMPP
@@ -212,6 +285,34 @@ mod tests {
                 GeneralName::URI(crate::server::identity::ORCHESTRATOR_SPIFFE)
             ]
         ));
+    }
+
+    #[test]
+    fn certificates_in_the_directory_are_kept_while_they_are_valid() {
+        // A second start keeps the first start's CA, so a client holding it
+        // (or a `dev` still running) is not cut off; a damaged set, or one
+        // mixing two CAs, is replaced whole.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = || std::fs::read(dir.path().join("ca.crt")).unwrap();
+        assert_eq!(ensure_dev_tls(dir.path()).unwrap(), DevTls::Written);
+        let first_ca = ca();
+
+        assert_eq!(ensure_dev_tls(dir.path()).unwrap(), DevTls::Reused);
+        assert_eq!(ca(), first_ca);
+
+        std::fs::write(dir.path().join("tls.crt"), "not a certificate").unwrap();
+        assert_eq!(ensure_dev_tls(dir.path()).unwrap(), DevTls::Written);
+        assert_ne!(ca(), first_ca);
+        assert_eq!(ensure_dev_tls(dir.path()).unwrap(), DevTls::Reused);
+
+        let other = DevPki::generate().unwrap();
+        std::fs::write(dir.path().join("client.crt"), &other.client_cert).unwrap();
+        std::fs::write(dir.path().join("client.key"), &other.client_key).unwrap();
+        assert_eq!(ensure_dev_tls(dir.path()).unwrap(), DevTls::Written);
+        assert_eq!(ensure_dev_tls(dir.path()).unwrap(), DevTls::Reused);
+
+        std::fs::remove_file(dir.path().join("client.key")).unwrap();
+        assert_eq!(ensure_dev_tls(dir.path()).unwrap(), DevTls::Written);
     }
 
     fn rustls_der(pem: &str) -> Vec<u8> {

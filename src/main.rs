@@ -52,6 +52,17 @@ enum Command {
     PublishHealth(routing_engine::tools::publish_health::PublishHealthArgs),
     /// Measure a running service on this machine against a no-op baseline.
     Loadgen(routing_engine::tools::loadgen::LoadgenArgs),
+    /// Write the development CA and certificates (as `dev` does) and exit.
+    DevCerts(DevCertsArgs),
+    /// Write a fresh NATS user NKey seed (owner-only) and print its public key.
+    Nkey(routing_engine::tools::nkey::NkeyArgs),
+}
+
+#[derive(clap::Args)]
+struct DevCertsArgs {
+    /// Where to write the development CA and certificates.
+    #[arg(long, default_value = devmode::DEFAULT_TLS_DIR)]
+    tls_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -120,6 +131,14 @@ fn main() -> ExitCode {
                 print!("{report}");
                 Ok(ExitCode::SUCCESS)
             }
+            Command::DevCerts(args) => dev_certs(args),
+            Command::Nkey(args) => {
+                init_human_logs("warn");
+                args.run().map(|public_key| {
+                    println!("{public_key}");
+                    ExitCode::SUCCESS
+                })
+            }
         }
     });
 
@@ -177,14 +196,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     metrics.watch_router(edge.router().clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = start_servers(
-        &edge,
-        tls.clone(),
-        config.grpc_addr,
-        config.http_addr,
-        &stop_rx,
-    );
-    let servers = servers.await?;
+    let listeners = bind(config.grpc_addr, config.http_addr).await?;
+    let servers = start_servers(&edge, tls.clone(), listeners, &stop_rx)?;
     let reloader = TlsReloader::new(tls, config.tls_dir.clone(), &tls_files, metrics.clone());
     let tls_watch = tokio::spawn(reloader.run(config.tls_reload_poll));
     let health_feed = service::spawn_health_feed(
@@ -221,9 +234,17 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
         "development mode: throwaway certificates, no secrets check; not for production"
     );
 
+    // The ports are taken before the certificates are touched, so a second
+    // `dev` started by mistake stops here and leaves the first one's alone.
+    let listeners = bind(args.grpc_addr, args.http_addr).await?;
     let tls_dir = devmode::absolute(&args.tls_dir);
-    devmode::write_dev_tls(&tls_dir).context("write development certificates")?;
-    eprintln!("development certificates written to {}", tls_dir.display());
+    let certificates =
+        devmode::ensure_dev_tls(&tls_dir).context("write development certificates")?;
+    let done = match certificates {
+        devmode::DevTls::Reused => "kept from an earlier start in",
+        devmode::DevTls::Written => "written to",
+    };
+    eprintln!("development certificates {done} {}", tls_dir.display());
 
     warm_up().await?;
     let router = Router::new(Arc::new(SystemClock), RouterSettings::default());
@@ -238,7 +259,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let tls = ServerTls::from_dir(&tls_dir).context("read development certificates")?;
     let tls = Arc::new(tls);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let servers = start_servers(&edge, tls, args.grpc_addr, args.http_addr, &stop_rx).await?;
+    let servers = start_servers(&edge, tls, listeners, &stop_rx)?;
     eprintln!(
         "try: routing-engine route +447400123456 --account acme-bank --sender ACMEBANK \
          --server https://{} --tls-dir {}",
@@ -249,6 +270,17 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     servers.await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dev_certs(args: DevCertsArgs) -> anyhow::Result<ExitCode> {
+    init_human_logs("warn");
+    let tls_dir = devmode::absolute(&args.tls_dir);
+    let done = match devmode::ensure_dev_tls(&tls_dir).context("write development certificates")? {
+        devmode::DevTls::Reused => "kept (still valid) in",
+        devmode::DevTls::Written => "written to",
+    };
+    println!("development certificates {done} {}", tls_dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -311,22 +343,37 @@ async fn warm_up() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds both listeners, then serves until `stop` turns true. The returned
-/// future ends when both servers have stopped.
-async fn start_servers(
-    edge: &Edge,
-    tls: Arc<ServerTls>,
-    grpc_addr: SocketAddr,
-    http_addr: SocketAddr,
-    stop: &watch::Receiver<bool>,
-) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    let grpc_listener = TcpListener::bind(grpc_addr)
+/// The gRPC and the HTTP listener.
+struct Listeners {
+    grpc: TcpListener,
+    http: TcpListener,
+}
+
+/// Binds both listeners; an address in use fails here, before anything else
+/// has been changed.
+async fn bind(grpc_addr: SocketAddr, http_addr: SocketAddr) -> anyhow::Result<Listeners> {
+    let grpc = TcpListener::bind(grpc_addr)
         .await
         .with_context(|| format!("listen for gRPC on {grpc_addr}"))?;
-    let http_listener = TcpListener::bind(http_addr)
+    let http = TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("listen for HTTP on {http_addr}"))?;
     tracing::info!(grpc.addr = %grpc_addr, http.addr = %http_addr, "listening");
+    Ok(Listeners { grpc, http })
+}
+
+/// Serves on `listeners` until `stop` turns true. The returned future ends
+/// when both servers have stopped.
+fn start_servers(
+    edge: &Edge,
+    tls: Arc<ServerTls>,
+    listeners: Listeners,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
+    let Listeners {
+        grpc: grpc_listener,
+        http: http_listener,
+    } = listeners;
 
     let routes = edge.grpc_routes()?;
     let grpc = tokio::spawn(tls::serve(

@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use async_trait::async_trait;
 use routing_engine::adapters::redis::{RedisCache, RedisCacheError, RedisSettings, RedisUrl};
 use routing_engine::core::clock::SystemClock;
+use routing_engine::core::error::RouteError;
 use routing_engine::core::limits::{ResilientCache, ResilientSettings};
 use routing_engine::core::model::*;
 use routing_engine::core::ports::{Admission, Cache, PortError, TableStore};
@@ -471,6 +472,16 @@ async fn a_burst_is_admitted_then_candidates_are_skipped_then_all_throttled() {
 
     let refused = router.route(&request(UK_THREE, 3)).await.unwrap_err();
     assert_eq!(refused.reason(), "ALL_OPERATORS_THROTTLED");
+    let RouteError::AllThrottled { operator_ids, .. } = &refused else {
+        panic!("{refused:?}");
+    };
+    let mut operator_ids = operator_ids.clone();
+    operator_ids.sort();
+    assert_eq!(
+        operator_ids,
+        ["op-a", "op-b"],
+        "both skipped at their limit"
+    );
 
     // Nothing leaves either window until its first admission is 1 s old.
     let took = start.elapsed();
@@ -643,8 +654,9 @@ fn hset(key: &str, fields: &[(&str, &str)]) -> redis::Cmd {
 
 #[tokio::test]
 async fn garbage_in_portability_keys_is_ignored_and_the_store_answers() {
-    // A portability entry that does not decode, or is not a string, is
-    // counted and ignored: the store answers and the entry is rewritten.
+    // A portability entry that does not decode, is not a string, names a
+    // network of another country or an implausible name, is counted and
+    // ignored: the store answers and the entry is rewritten.
     let prefix = unique_prefix("ported-garbage");
     let cache = cache(&prefix).await;
     let store = Arc::new(MapStore::with(&[(UK_THREE, "44:EE")]));
@@ -652,14 +664,26 @@ async fn garbage_in_portability_keys_is_ignored_and_the_store_answers() {
     let mut raw = raw_connection(&redis_url()).await;
     let key = format!("{prefix}:ported:{UK_THREE}");
 
-    let junk: Vec<redis::Cmd> = ["x", "", "N", "p:", "p:EE", "p:44:", "p:4444:EE", "44:EE"]
-        .into_iter()
-        .map(|v| redis::cmd("SET").arg(&key).arg(v).clone())
-        .chain([
-            redis::cmd("RPUSH").arg(&key).arg("p:44:EE").clone(),
-            hset(&key, &[("p", "44:EE")]),
-        ])
-        .collect();
+    let junk: Vec<redis::Cmd> = [
+        "x",
+        "",
+        "N",
+        "p:",
+        "p:EE",
+        "p:44:",
+        "p:4444:EE",
+        "44:EE",
+        "p:99:Nowhere",
+        "p:44:E\x1bE",
+        "p:44:\"EE\"",
+    ]
+    .into_iter()
+    .map(|v| redis::cmd("SET").arg(&key).arg(v).clone())
+    .chain([
+        redis::cmd("RPUSH").arg(&key).arg("p:44:EE").clone(),
+        hset(&key, &[("p", "44:EE")]),
+    ])
+    .collect();
     for (n, cmd) in junk.iter().enumerate() {
         redis::cmd("DEL")
             .arg(&key)

@@ -261,14 +261,39 @@ impl PortedEntry {
         }
     }
 
-    fn decode(value: &[u8]) -> Option<PortedEntry> {
+    /// The entry stored for `e164`, if `value` is one it could hold.
+    fn decode(value: &[u8], e164: &str) -> Option<PortedEntry> {
         let text = std::str::from_utf8(value).ok()?;
         if text == "n" {
             return Some(PortedEntry::NotPorted);
         }
         let net = text.strip_prefix("p:")?;
-        is_network_name(net).then(|| PortedEntry::Ported(net.to_owned()))
+        is_network_of(net, e164).then(|| PortedEntry::Ported(net.to_owned()))
     }
+}
+
+/// Longest network name accepted from or into the cache; the numbering
+/// data's longest is about half of it.
+const MAX_NETWORK_NAME: usize = 100;
+
+/// Whether `net` is a plausible network for `e164`: `cc:Name` (the table's
+/// rule) with a country code the number starts with, and a name of bounded
+/// length without control characters or quotes.
+///
+/// The table's rule admits any non-blank name, as the numbering data is
+/// checked when it is loaded; a value read back from the cache had no such
+/// check, so its name is held to what a network name plausibly looks like.
+fn is_network_of(net: &str, e164: &str) -> bool {
+    let Some((cc, name)) = net.split_once(':') else {
+        return false;
+    };
+    let digits = e164.strip_prefix('+').unwrap_or(e164);
+    let plausible = |c: char| !c.is_control() && !matches!(c, '"' | '\'' | '`' | '\\');
+
+    is_network_name(net)
+        && digits.starts_with(cc)
+        && name.chars().count() <= MAX_NETWORK_NAME
+        && name.chars().all(plausible)
 }
 
 /// Shared throughput limits and the portability cache, in Redis.
@@ -507,7 +532,7 @@ impl Cache for RedisCache {
             Counters::bump(&self.counters.misses);
             return Ok(None);
         };
-        match PortedEntry::decode(&value) {
+        match PortedEntry::decode(&value, e164) {
             Some(entry) => {
                 Counters::bump(&self.counters.hits);
                 Ok(Some(match entry {
@@ -523,10 +548,10 @@ impl Cache for RedisCache {
     }
 
     async fn remember_ported(&self, e164: &str, network: Option<&str>) -> Result<(), PortError> {
-        if network.is_some_and(|net| !is_network_name(net)) {
+        if network.is_some_and(|net| !is_network_of(net, e164)) {
             return Err(PortError::Corrupt {
                 what: "portability answer",
-                detail: "network is not cc:Name".into(),
+                detail: "network is not a plausible cc:Name for the number".into(),
             });
         }
         let key = self.ported_key(e164);
@@ -595,11 +620,17 @@ mod tests {
 
     #[test]
     fn ported_values_decode_only_when_well_formed() {
-        assert_eq!(PortedEntry::decode(b"n"), Some(PortedEntry::NotPorted));
+        let uk = "+447400123456";
+        assert_eq!(PortedEntry::decode(b"n", uk), Some(PortedEntry::NotPorted));
         assert_eq!(
-            PortedEntry::decode(b"p:44:EE"),
+            PortedEntry::decode(b"p:44:EE", uk),
             Some(PortedEntry::Ported("44:EE".into()))
         );
+        assert_eq!(
+            PortedEntry::decode("p:44:Telefónica O2".as_bytes(), uk),
+            Some(PortedEntry::Ported("44:Telefónica O2".into()))
+        );
+        let too_long = format!("p:44:{}", "E".repeat(MAX_NETWORK_NAME + 1));
         for junk in [
             &b""[..],
             b"N",
@@ -610,12 +641,19 @@ mod tests {
             b"p:x4:EE",
             b"44:EE",
             b"\xff\xfe",
+            b"p:99:Nowhere",
+            b"p:1:EE",
+            b"p:44:E\nE",
+            b"p:44:E\x07E",
+            b"p:44:\"EE\"",
+            b"p:44:EE'",
+            too_long.as_bytes(),
         ] {
-            assert_eq!(PortedEntry::decode(junk), None, "{junk:?}");
+            assert_eq!(PortedEntry::decode(junk, uk), None, "{junk:?}");
         }
         for net in [Some("44:EE"), None] {
             let encoded = PortedEntry::encode(net);
-            let decoded = PortedEntry::decode(encoded.as_bytes()).unwrap();
+            let decoded = PortedEntry::decode(encoded.as_bytes(), uk).unwrap();
             assert_eq!(decoded == PortedEntry::NotPorted, net.is_none());
         }
     }

@@ -23,6 +23,8 @@ pub struct Query<'a> {
     /// Minute of the UTC day.
     pub minute: u16,
     pub excluded: &'a [String],
+    /// Message parts, at least 1.
+    pub parts: u32,
 }
 
 /// One operator the winning rules name.
@@ -42,6 +44,9 @@ pub enum Drop {
     Excluded,
     RejectsAlphanumeric,
     Down,
+    /// More parts than the operator's limit per second: never admitted,
+    /// however long the caller waits.
+    PartsOverLimit,
     /// Also named by a better tier of the same decision.
     Duplicate,
 }
@@ -53,6 +58,7 @@ impl Drop {
             Drop::Excluded => "excluded by caller",
             Drop::RejectsAlphanumeric => "rejects alphanumeric senders",
             Drop::Down => "down",
+            Drop::PartsOverLimit => "the message's parts exceed the operator's limit per second",
             Drop::Duplicate => "already a candidate in a better tier",
         }
     }
@@ -171,6 +177,8 @@ fn drop_reason(table: &RoutingTable, q: &Query<'_>, plan: &Plan, c: &Candidate) 
         Some(Drop::Excluded)
     } else if q.sender == SenderKind::Alphanumeric && !op.alphanumeric_sender {
         Some(Drop::RejectsAlphanumeric)
+    } else if q.parts > op.tps_limit {
+        Some(Drop::PartsOverLimit)
     } else if c.health == Health::Down {
         Some(Drop::Down)
     } else {

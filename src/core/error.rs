@@ -28,7 +28,11 @@ pub enum RouteError {
         rule_ids: Vec<String>,
     },
     #[error("every operator for {destination} is at its throughput limit")]
-    AllThrottled { destination: String },
+    AllThrottled {
+        destination: String,
+        /// The candidates skipped at their limit, in the order tried.
+        operator_ids: Vec<String>,
+    },
     #[error("the routing table is not loaded yet")]
     NotReady,
 }

@@ -65,8 +65,11 @@ impl LocalLimiter {
     /// window). A limit of zero or less admits nothing. A clock that goes
     /// back dates new admissions no earlier than the newest one, so they
     /// expire late rather than early.
-    // Limitation: a message of more parts than `limit` is never admitted, as
-    // no window may hold more than `limit` parts.
+    // A message of more parts than `limit` is never admitted, as no window
+    // may hold more than `limit` parts; the router drops such an operator
+    // before asking. Limitation: while degraded, a message of more parts
+    // than this replica's share (`limit / replicas`) but within `limit` is
+    // reported as throttled until the shared limits answer again.
     pub fn acquire(&self, operator_id: &str, limit: f64, parts: u32) -> Admission {
         if limit.is_nan() || limit <= 0.0 {
             return Admission::Throttled;

@@ -38,6 +38,11 @@ pub enum DestinationError {
     BadCharacter(char),
     #[error("destination region {0:?} is not an ISO 3166 region libphonenumber knows")]
     UnknownRegion(String),
+    #[error(
+        "destination {0} is written nationally (trunk prefix 0): set destination_region to \
+         the region it is written in, or write it internationally with + and country code"
+    )]
+    NeedsRegion(String),
     #[error("destination could not be read as a phone number: {0}")]
     Unparsable(String),
     #[error("destination {0} is not a valid number by libphonenumber's metadata")]
@@ -56,6 +61,11 @@ pub fn normalise(input: &str, region: &str) -> Result<Destination, DestinationEr
 
     let region = region.trim();
     let parsed = if region.is_empty() {
+        // No country code starts with 0: a single leading 0 is a national
+        // trunk prefix, which only a region can make sense of.
+        if cleaned.starts_with('0') && !cleaned.starts_with("00") {
+            return Err(DestinationError::NeedsRegion(cleaned));
+        }
         PHONE_NUMBER_UTIL.parse(as_international(&cleaned), None)
     } else {
         let hint = parse_region(region)?;
@@ -223,7 +233,13 @@ mod tests {
     fn national_numbers_need_their_region() {
         assert_eq!(e164("07400 123456", "GB").as_deref(), Ok("+447400123456"));
         assert_eq!(e164("07400 123456", "gb").as_deref(), Ok("+447400123456"));
-        assert!(e164("07400 123456", "").is_err());
+        assert_eq!(
+            e164("07400 123456", ""),
+            Err(DestinationError::NeedsRegion("07400123456".into()))
+        );
+        let hint = DestinationError::NeedsRegion("07400123456".into()).to_string();
+        assert!(hint.contains("set destination_region"), "{hint}");
+        assert_eq!(e164("0044 7400 123456", "").as_deref(), Ok("+447400123456"));
     }
 
     #[test]

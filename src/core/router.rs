@@ -183,6 +183,9 @@ impl Router {
 
         let (network, network_source) = self.network_of(&table, &destination).await;
         let now_ms = self.clock.now_unix_ms();
+        let parts = req.parts.max(1);
+        #[cfg(feature = "planted")]
+        let parts = super::planted::count_parts(parts);
         let query = Query {
             message_id: &req.message_id,
             account_id: &req.account_id,
@@ -192,17 +195,16 @@ impl Router {
             sender,
             minute: self.clock.minute_of_day(),
             excluded: &req.exclude_operator_ids,
+            parts,
         };
         let plan = decide::plan(&table, &query, |id| self.health.health(id, now_ms));
 
         check_plan(&table, &plan, &destination)?;
-        let parts = req.parts.max(1);
-        #[cfg(feature = "planted")]
-        let parts = super::planted::count_parts(parts);
         let (chosen, throttled) = self.admit(&table, &plan, parts).await;
         let Some(chosen) = chosen else {
             return Err(RouteError::AllThrottled {
                 destination: destination.e164,
+                operator_ids: operator_ids(&table, &plan, &throttled),
             });
         };
 
@@ -370,11 +372,16 @@ fn build_decision(
         cost_micros: first_rule.cost_micros,
         table_version: table.version(),
         explain,
-        throttled: throttled
-            .iter()
-            .map(|p| table.operator(plan.ordered[*p].operator).id.clone())
-            .collect(),
+        throttled: operator_ids(table, plan, throttled),
     }
+}
+
+/// The ids of the operators at `positions` in `plan.ordered`.
+fn operator_ids(table: &RoutingTable, plan: &Plan, positions: &[usize]) -> Vec<String> {
+    positions
+        .iter()
+        .map(|p| table.operator(plan.ordered[*p].operator).id.clone())
+        .collect()
 }
 
 fn explain(

@@ -436,3 +436,80 @@ async fn weights_split_over_many_messages() {
     let share = counts["op-global-a"] as f64 / total as f64;
     assert!((share - 0.7).abs() < 0.015, "{share}");
 }
+
+/// Throughput limits held in this process, as `serve` enforces them when the
+/// shared cache is down.
+struct LocalLimits(crate::core::limits::LocalLimiter);
+
+#[async_trait::async_trait]
+impl crate::core::ports::Cache for LocalLimits {
+    async fn acquire(
+        &self,
+        operator_id: &str,
+        limit: u32,
+        parts: u32,
+    ) -> Result<Admission, crate::core::ports::PortError> {
+        Ok(self.0.acquire(operator_id, f64::from(limit), parts))
+    }
+
+    async fn ported_network(
+        &self,
+        _e164: &str,
+    ) -> Result<Option<Option<String>>, crate::core::ports::PortError> {
+        Ok(None)
+    }
+
+    async fn remember_ported(
+        &self,
+        _e164: &str,
+        _network: Option<&str>,
+    ) -> Result<(), crate::core::ports::PortError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn more_parts_than_an_operators_limit_drop_it_for_good() {
+    // A message that no one-second window of an operator can hold is never
+    // admitted there: the operator is dropped with that reason instead of
+    // being reported as throttled, and when no operator is left the refusal
+    // is NO_OPERATOR_AVAILABLE, which does not invite a retry.
+    let clock = Arc::new(ManualClock::at_utc(12, 0));
+    let mut table = source();
+    for op in &mut table.operators {
+        if op.id == "op-ng-mtn" {
+            op.tps_limit = 3;
+        }
+    }
+    let limits = LocalLimits(crate::core::limits::LocalLimiter::new(clock.clone()));
+    let router = Router::new(clock, RouterSettings::default()).with_cache(Arc::new(limits));
+    router.install(RoutingTable::build(table).unwrap());
+
+    let mut req = request("+2348031234567", "", "+15551234");
+    req.explain = true;
+    req.parts = 3;
+    let d = router.route(&req).await.unwrap();
+    assert_eq!(d.operator.id, "op-ng-mtn", "3 parts fit a limit of 3");
+
+    req.message_id = "m-2".into();
+    req.parts = 4;
+    let d = router.route(&req).await.unwrap();
+    assert_eq!(d.operator.id, "op-africa");
+    assert!(d.throttled.is_empty(), "{:?}", d.throttled);
+    let mtn = d
+        .explain
+        .iter()
+        .find(|t| t.operator_id == "op-ng-mtn")
+        .unwrap();
+    assert_eq!(
+        (mtn.outcome, mtn.reason.as_str()),
+        (
+            Outcome::Dropped,
+            "the message's parts exceed the operator's limit per second"
+        )
+    );
+
+    req.parts = 101;
+    let err = router.route(&req).await.unwrap_err();
+    assert_eq!(err.reason(), "NO_OPERATOR_AVAILABLE", "{err}");
+}

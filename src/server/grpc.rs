@@ -58,6 +58,11 @@ impl RoutingService {
         let decided = self.router.route(&route).instrument(span.clone()).await;
         decided.map_err(|error| {
             span.in_scope(|| tracing::debug!(reason = error.reason(), %error, "route refused"));
+            if let RouteError::AllThrottled { operator_ids, .. } = &error {
+                for operator in operator_ids {
+                    self.metrics.record_throttled(operator);
+                }
+            }
             status_from_route_error(&error)
         })
     }
@@ -270,6 +275,7 @@ mod tests {
             (
                 RouteError::AllThrottled {
                     destination: "+447400123456".into(),
+                    operator_ids: vec!["op-a".into()],
                 },
                 Code::ResourceExhausted,
             ),
@@ -323,6 +329,65 @@ mod tests {
             let info = status.get_details_error_info().unwrap();
             assert_eq!(info.reason, REQUEST_INVALID);
         }
+    }
+
+    /// A shared cache whose every operator is at its limit.
+    struct AllAtLimit;
+
+    #[tonic::async_trait]
+    impl crate::core::ports::Cache for AllAtLimit {
+        async fn acquire(
+            &self,
+            _operator_id: &str,
+            _limit: u32,
+            _parts: u32,
+        ) -> Result<crate::core::ports::Admission, crate::core::ports::PortError> {
+            Ok(crate::core::ports::Admission::Throttled)
+        }
+
+        async fn ported_network(
+            &self,
+            _e164: &str,
+        ) -> Result<Option<Option<String>>, crate::core::ports::PortError> {
+            Ok(Some(None))
+        }
+
+        async fn remember_ported(
+            &self,
+            _e164: &str,
+            _network: Option<&str>,
+        ) -> Result<(), crate::core::ports::PortError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn operators_throttled_on_a_refusal_are_counted() {
+        // When every candidate is at its limit the request is refused, and
+        // each of those operators still counts in the throttled metric.
+        let clock = Arc::new(crate::core::clock::ManualClock::at_utc(12, 0));
+        let router = Router::new(clock, Default::default()).with_cache(Arc::new(AllAtLimit));
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        router.install(crate::devmode::load_table(None, root).unwrap());
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let service = RoutingService::new(Arc::new(router), metrics.clone());
+
+        let status = service
+            .select_operator(Request::new(SelectOperatorRequest {
+                account_id: "acme-bank".into(),
+                ..request()
+            }))
+            .await
+            .unwrap_err();
+
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let text = metrics.render().unwrap();
+        let counted: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("routing_engine_throttled_total{"))
+            .collect();
+        assert!(!counted.is_empty(), "{text}");
+        assert!(counted.iter().all(|l| l.ends_with(" 1")), "{counted:?}");
     }
 
     #[test]

@@ -2,4 +2,5 @@
 
 #[cfg(not(madsim))]
 pub mod loadgen;
+pub mod nkey;
 pub mod publish_health;
