@@ -255,6 +255,12 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LevelCount {
     }
 }
 
+/// Held by every test that makes the limits module log. A callsite's
+/// interest is cached when a thread first reaches it; if a test without a
+/// subscriber reaches it while another test is installing its counting one,
+/// the cache can keep "no one listens" and the counting test misses events.
+static LIMITS_LOGS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 // === Shared limits ===
 
 /// One admission the limiter logged: operator, parts and Redis time.
@@ -799,6 +805,7 @@ async fn limits_fall_back_to_a_local_share_and_come_back_with_redis() {
     // With Redis gone, each of 2 replicas admits half the limit on its own
     // and says so once; when Redis is back on the same port, shared limits
     // resume by themselves and that is said once too.
+    let _serial = LIMITS_LOGS.lock().await;
     let levels = LevelCount::default();
     let _logs =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(levels.clone()));
@@ -875,6 +882,7 @@ async fn redis_state_is_known_without_traffic() {
     // `/ready` reads whether Redis answers: a check on a timer, with no
     // request at all, must notice both an outage and the return, and never
     // touch the cache counters that the metrics report.
+    let _serial = LIMITS_LOGS.lock().await;
     let mut server = OwnRedis::start("Pw-idle-7d21").unwrap();
     let shared = Arc::new(
         RedisCache::connect(settings(&server.url("Pw-idle-7d21"), "idle"))
