@@ -182,7 +182,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a PostgreSQL connection URL"))?;
     let store = service::table_store(pool, live.portability);
     let settings = RouterSettings {
-        health_stale_after_ms: (live.health_stale_after_secs * 1000) as i64,
+        health_stale_after_ms: live.health_stale_after_secs.saturating_mul(1000) as i64,
         ..RouterSettings::default()
     };
     let metrics = Arc::new(Metrics::new().context("register metrics")?);
@@ -442,8 +442,11 @@ fn init_json_logs() {
 
 /// Readable lines on stderr, leaving stdout to command output.
 fn init_human_logs(default: &str) {
+    use std::io::IsTerminal;
+
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(env_filter(default))
         .init();
 }

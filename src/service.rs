@@ -29,11 +29,14 @@ pub struct LiveArgs {
 
     /// Replicas sharing each operator's throughput limit; while Redis is
     /// unreachable each replica admits `limit / replicas` on its own.
-    #[arg(long, env = "REPLICAS", default_value_t = 1)]
+    #[arg(long, env = "REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub replicas: u32,
 
-    /// Seconds without a health event after which an operator is `unknown`.
-    #[arg(long, env = "HEALTH_STALE_AFTER_SECS", default_value_t = 30)]
+    /// Seconds without a health event after which an operator is `unknown`
+    /// (1 to 86400).
+    #[arg(long, env = "HEALTH_STALE_AFTER_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub health_stale_after_secs: u64,
 
     /// Where ported numbers are looked up: `lookup` (Redis cache in front of
