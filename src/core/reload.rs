@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::model::TableSource;
 use super::ports::{PortError, TableStore};
 use super::router::Router;
 use super::table::{RoutingTable, TableError};
@@ -58,6 +59,8 @@ pub enum ReloadError {
     Store(#[from] PortError),
     #[error(transparent)]
     Invalid(#[from] TableError),
+    #[error("building the routing table stopped: {0}")]
+    Build(String),
 }
 
 /// Reads, validates and installs the store's table once.
@@ -76,10 +79,23 @@ pub async fn reload_once(
     super::planted::install_half_built(router, &source).await;
 
     let version = source.version;
-    let table = RoutingTable::build(source).inspect_err(|e| observer.refused(e))?;
+    let table = build_aside(source)
+        .await?
+        .inspect_err(|e| observer.refused(e))?;
     router.install(table);
     observer.applied(version);
     Ok(version)
+}
+
+/// Builds the snapshot on the blocking pool: a full table takes tens of
+/// milliseconds (seconds for a million ranges), which on a runtime worker
+/// would hold up every request queued behind it.
+async fn build_aside(source: TableSource) -> Result<Result<RoutingTable, TableError>, ReloadError> {
+    // Under madsim the closure runs as an ordinary task, which is what a
+    // simulation wants; madsim marks the function deprecated for that reason.
+    #[allow(deprecated)]
+    let built = tokio::task::spawn_blocking(move || RoutingTable::build(source)).await;
+    built.map_err(|e| ReloadError::Build(e.to_string()))
 }
 
 /// Loads until a table is in service, backing off between failures.
