@@ -303,10 +303,17 @@ async fn route(args: RouteArgs) -> anyhow::Result<ExitCode> {
 async fn load(args: LoadArgs) -> anyhow::Result<ExitCode> {
     init_human_logs("info");
     let url = Secret::new(args.database_url);
-    let cwd = std::env::current_dir().context("find the working directory")?;
-    let found = DataDirs::discover(&cwd);
-    let carrier = args.carrier_dir.unwrap_or(found.carrier);
-    let routing = args.routing_dir.unwrap_or(found.routing);
+    let (carrier, routing) = match (args.carrier_dir, args.routing_dir) {
+        (Some(carrier), Some(routing)) => (carrier, routing),
+        (carrier, routing) => {
+            let cwd = std::env::current_dir().context("find the working directory")?;
+            let found = DataDirs::discover(&cwd);
+            (
+                carrier.unwrap_or(found.carrier),
+                routing.unwrap_or(found.routing),
+            )
+        }
+    };
 
     let report = routing_engine::loader::run_load(url.expose(), &carrier, &routing)
         .await
