@@ -31,11 +31,11 @@ pub struct ServeArgs {
 
     /// Directory holding tls.crt, tls.key and ca.crt.
     #[arg(long, env = "TLS_DIR", default_value = DEFAULT_TLS_DIR)]
-    pub tls_dir: PathBuf,
+    pub tls_dir: String,
 
     /// The NATS NKey credentials file.
     #[arg(long, env = "NATS_CREDS_FILE", default_value = DEFAULT_NATS_CREDS_FILE)]
-    pub nats_creds_file: PathBuf,
+    pub nats_creds_file: String,
 
     /// Callers admitted over gRPC, comma-separated: DNS names or URIs (SPIFFE
     /// IDs) one of which the client certificate must carry as a SAN.
@@ -43,9 +43,9 @@ pub struct ServeArgs {
     pub allowed_client_ids: String,
 
     /// How often, in milliseconds, TLS_DIR is read for a renewed
-    /// certificate, key or CA bundle (at least 50).
-    #[arg(long, env = "TLS_RELOAD_POLL_MS", default_value_t = 5000)]
-    pub tls_reload_poll_ms: u64,
+    /// certificate, key or CA bundle (50 to 3600000).
+    #[arg(long, env = "TLS_RELOAD_POLL_MS", default_value = "5000")]
+    pub tls_reload_poll_ms: String,
 
     /// Longest wait, in seconds, between attempts to load the routing table.
     #[arg(long, env = "STORE_RETRY_MAX_SECS", default_value = "30")]
@@ -65,7 +65,7 @@ pub struct ServeConfig {
     pub allowed_clients: AllowedClients,
     pub tls_reload_poll: Duration,
     pub store_retry_max: Duration,
-    pub live: crate::service::LiveArgs,
+    pub live: crate::service::Live,
 }
 
 /// The secrets `serve` needs, read once at start and judged well-formed.
@@ -125,32 +125,63 @@ pub fn resolve(
 
     let grpc_addr = socket_addr("GRPC_ADDR", &args.grpc_addr, &mut problems);
     let http_addr = socket_addr("HTTP_ADDR", &args.http_addr, &mut problems);
-    let store_retry_max = retry_secs(&args.store_retry_max_secs, &mut problems);
+    let store_retry_max = number_in(
+        "STORE_RETRY_MAX_SECS",
+        &args.store_retry_max_secs,
+        1..=3600,
+        "seconds",
+        &mut problems,
+    );
+    let tls_reload_poll = number_in(
+        "TLS_RELOAD_POLL_MS",
+        &args.tls_reload_poll_ms,
+        50..=3_600_000,
+        "milliseconds",
+        &mut problems,
+    );
     let allowed_clients = allowed_clients(&args.allowed_client_ids, &mut problems);
+    let live = live(&args.live, &mut problems);
+    let tls_dir = path_given("TLS_DIR", &args.tls_dir, &mut problems);
+    let nats_creds_file = path_given("NATS_CREDS_FILE", &args.nats_creds_file, &mut problems);
 
     let database_url = env_secret("DATABASE_URL", &env, &mut problems);
     let redis_url = env_secret("REDIS_URL", &env, &mut problems);
-    let nats_creds = file_secret("nkey.creds", &args.nats_creds_file, &mut problems);
-    let tls_cert = file_secret("tls.crt", &args.tls_dir.join("tls.crt"), &mut problems);
-    let tls_key = file_secret("tls.key", &args.tls_dir.join("tls.key"), &mut problems);
-    let tls_ca = file_secret("ca.crt", &args.tls_dir.join("ca.crt"), &mut problems);
+    // An empty path was reported above; the secrets under it are then
+    // looked for nowhere rather than in the working directory.
+    let nats_creds = nats_creds_file
+        .as_ref()
+        .and_then(|path| file_secret("nkey.creds", path, &mut problems));
+    let (tls_cert, tls_key, tls_ca) = match &tls_dir {
+        Some(dir) => (
+            file_secret("tls.crt", &dir.join("tls.crt"), &mut problems),
+            file_secret("tls.key", &dir.join("tls.key"), &mut problems),
+            file_secret("ca.crt", &dir.join("ca.crt"), &mut problems),
+        ),
+        None => (None, None, None),
+    };
 
     // Each secret that was read is judged for its form; a problem empties it.
     let database_url = database_url.filter(|url| postgres_url_ok(url, &mut problems));
     let redis_url = redis_url.filter(|url| redis_url_ok(url, &mut problems));
     let nats_creds = nats_creds.filter(|text| {
-        let path = &args.nats_creds_file;
+        let path = nats_creds_file.as_deref().unwrap_or(Path::new(""));
         creds_ok(text, path, &mut problems)
     });
-    let (tls_cert, tls_key, tls_ca) =
-        judge_tls(&args.tls_dir, (tls_cert, tls_key, tls_ca), &mut problems);
+    let (tls_cert, tls_key, tls_ca) = match &tls_dir {
+        Some(dir) => judge_tls(dir, (tls_cert, tls_key, tls_ca), &mut problems),
+        None => (None, None, None),
+    };
 
     // A value is `None` exactly when a problem was reported for it.
     let (
         Some(grpc_addr),
         Some(http_addr),
         Some(store_retry_max),
+        Some(tls_reload_poll),
         Some(allowed_clients),
+        Some(live),
+        Some(tls_dir),
+        Some(nats_creds_file),
         Some(database_url),
         Some(redis_url),
         Some(nats_creds),
@@ -161,7 +192,11 @@ pub fn resolve(
         grpc_addr,
         http_addr,
         store_retry_max,
+        tls_reload_poll,
         allowed_clients,
+        live,
+        tls_dir,
+        nats_creds_file,
         database_url,
         redis_url,
         nats_creds,
@@ -176,12 +211,12 @@ pub fn resolve(
     let config = ServeConfig {
         grpc_addr,
         http_addr,
-        tls_dir: args.tls_dir.clone(),
-        nats_creds_file: args.nats_creds_file.clone(),
+        tls_dir,
+        nats_creds_file,
         allowed_clients,
-        tls_reload_poll: Duration::from_millis(args.tls_reload_poll_ms.max(50)),
-        store_retry_max,
-        live: args.live.clone(),
+        tls_reload_poll: Duration::from_millis(tls_reload_poll),
+        store_retry_max: Duration::from_secs(store_retry_max),
+        live,
     };
     let secrets = Secrets {
         database_url: Secret::new(database_url),
@@ -217,7 +252,8 @@ impl ServeConfig {
             nats.url = %self.live.nats_url,
             replicas = self.live.replicas,
             health.stale_after_secs = self.live.health_stale_after_secs,
-            portability = ?self.live.portability,
+            portability = self.live.portability.name(),
+            store.reload_poll_ms = self.live.reload_poll.as_millis() as u64,
             "effective configuration"
         );
     }
@@ -250,14 +286,85 @@ fn socket_addr(name: &str, text: &str, problems: &mut Vec<Problem>) -> Option<So
     parsed
 }
 
-fn retry_secs(text: &str, problems: &mut Vec<Problem>) -> Option<Duration> {
-    match text.trim().parse::<u64>() {
-        Ok(secs) if (1..=3600).contains(&secs) => Some(Duration::from_secs(secs)),
+/// A whole number within `range`, or a problem naming the setting.
+fn number_in<T>(
+    name: &str,
+    text: &str,
+    range: std::ops::RangeInclusive<T>,
+    unit: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    match text.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Some(n),
         _ => {
-            let problem = format!("{text:?} is not a number of seconds from 1 to 3600");
-            problems.push(setting_problem("STORE_RETRY_MAX_SECS", problem));
+            let (low, high) = (range.start(), range.end());
+            let problem = format!("{text:?} is not a number of {unit} from {low} to {high}");
+            problems.push(setting_problem(name, problem));
             None
         }
+    }
+}
+
+/// A path that is not empty.
+fn path_given(name: &str, text: &str, problems: &mut Vec<Problem>) -> Option<PathBuf> {
+    if text.trim().is_empty() {
+        problems.push(setting_problem(name, "is empty: give a path".into()));
+        return None;
+    }
+    Some(PathBuf::from(text))
+}
+
+/// The live settings, each judged on its own.
+fn live(
+    args: &crate::service::LiveArgs,
+    problems: &mut Vec<Problem>,
+) -> Option<crate::service::Live> {
+    let nats_url = nats_urls(&args.nats_url, problems);
+    let replicas = number_in("REPLICAS", &args.replicas, 1..=1000, "replicas", problems);
+    let stale = number_in(
+        "HEALTH_STALE_AFTER_SECS",
+        &args.health_stale_after_secs,
+        1..=86_400,
+        "seconds",
+        problems,
+    );
+    let portability = crate::service::Portability::parse(&args.portability);
+    if portability.is_none() {
+        let problem = format!("{:?} is neither `lookup` nor `snapshot`", args.portability);
+        problems.push(setting_problem("PORTABILITY", problem));
+    }
+    let poll = number_in(
+        "RELOAD_POLL_MS",
+        &args.reload_poll_ms,
+        50..=60_000,
+        "milliseconds",
+        problems,
+    );
+
+    Some(crate::service::Live {
+        nats_url: nats_url?,
+        replicas: replicas?,
+        health_stale_after_secs: stale?,
+        portability: portability?,
+        reload_poll: Duration::from_millis(poll?),
+    })
+}
+
+/// One or more NATS server addresses, comma-separated.
+fn nats_urls(text: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    let bad = text
+        .split(',')
+        .find(|url| url.trim().parse::<async_nats::ServerAddr>().is_err());
+    match bad {
+        Some(url) => {
+            let problem = format!("{url:?} is not a NATS server address (nats://host:port)");
+            problems.push(setting_problem("NATS_URL", problem));
+            None
+        }
+        None => Some(text.to_owned()),
     }
 }
 
@@ -383,17 +490,17 @@ mod tests {
         ServeArgs {
             grpc_addr: "0.0.0.0:50051".into(),
             http_addr: "127.0.0.1:3001".into(),
-            tls_dir: dir.join("tls"),
-            nats_creds_file: dir.join("nats/nkey.creds"),
+            tls_dir: dir.join("tls").display().to_string(),
+            nats_creds_file: dir.join("nats/nkey.creds").display().to_string(),
             allowed_client_ids: DEFAULT_ALLOWED_CLIENT_IDS.into(),
-            tls_reload_poll_ms: 5000,
+            tls_reload_poll_ms: "5000".into(),
             store_retry_max_secs: "30".into(),
             live: crate::service::LiveArgs {
                 nats_url: "nats://127.0.0.1:4222".into(),
-                replicas: 1,
-                health_stale_after_secs: 30,
-                portability: crate::service::Portability::Lookup,
-                reload_poll_ms: 500,
+                replicas: "1".into(),
+                health_stale_after_secs: "30".into(),
+                portability: "lookup".into(),
+                reload_poll_ms: "500".into(),
             },
         }
     }
@@ -442,5 +549,53 @@ mod tests {
         let line = ConfigProblems { problems }.log_line("t");
         assert!(line.contains("required secrets are missing, unreadable or malformed"));
         assert!(!line.contains("hunter2"));
+    }
+
+    #[test]
+    fn settings_out_of_range_join_the_same_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bad = args(dir.path());
+        bad.live.replicas = "0".into();
+        bad.live.health_stale_after_secs = "-5".into();
+        bad.live.portability = "".into();
+        bad.live.reload_poll_ms = "abc".into();
+        bad.live.nats_url = "nats://127.0.0.1:4222,::not a url".into();
+        bad.tls_reload_poll_ms = "49".into();
+        bad.tls_dir = " ".into();
+
+        let problems = resolve(&bad, |_| None).err().unwrap().problems;
+
+        let named: Vec<_> = problems.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            named,
+            [
+                "TLS_RELOAD_POLL_MS",
+                "NATS_URL",
+                "REPLICAS",
+                "HEALTH_STALE_AFTER_SECS",
+                "PORTABILITY",
+                "RELOAD_POLL_MS",
+                "TLS_DIR",
+                "DATABASE_URL",
+                "REDIS_URL",
+                "nkey.creds",
+            ]
+        );
+        assert_eq!(
+            problems[2].problem,
+            "\"0\" is not a number of replicas from 1 to 1000"
+        );
+    }
+
+    #[test]
+    fn settings_within_range_are_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut given = args(dir.path());
+        given.live.replicas = "3".into();
+        given.live.portability = "Snapshot".into();
+        let live = live(&given.live, &mut Vec::new()).unwrap();
+        assert_eq!(live.replicas, 3);
+        assert_eq!(live.portability, crate::service::Portability::Snapshot);
+        assert_eq!(live.reload_poll, Duration::from_millis(500));
     }
 }

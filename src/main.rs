@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -207,7 +206,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics.clone(),
     );
 
-    let poll = Duration::from_millis(live.reload_poll_ms.max(50));
+    let poll = live.reload_poll;
     let router = edge.router().clone();
     tokio::select! {
         watcher = service::load_and_watch(router, store, metrics, poll, config.store_retry_max) => {

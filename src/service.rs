@@ -20,41 +20,69 @@ use crate::core::router::Router;
 use crate::metrics::{CacheCounters, DependencyProbe, Metrics};
 use crate::secret::Secret;
 
-/// Settings of the live parts, each from a flag or its environment variable.
+/// Settings of the live parts, each from a flag or its environment variable,
+/// as given: `config::resolve` judges them with the rest, so that a wrong
+/// value is one more problem in the start-up line, not a separate exit.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LiveArgs {
-    /// NATS server(s) carrying operator health.
+    /// NATS server(s) carrying operator health, comma-separated.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
 
-    /// Replicas sharing each operator's throughput limit; while Redis is
-    /// unreachable each replica admits `limit / replicas` on its own.
-    #[arg(long, env = "REPLICAS", default_value_t = 1,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub replicas: u32,
+    /// Replicas sharing each operator's throughput limit (1 to 1000); while
+    /// Redis is unreachable each replica admits `limit / replicas` on its own.
+    #[arg(long, env = "REPLICAS", default_value = "1")]
+    pub replicas: String,
 
     /// Seconds without a health event after which an operator is `unknown`
     /// (1 to 86400).
-    #[arg(long, env = "HEALTH_STALE_AFTER_SECS", default_value_t = 30,
-          value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub health_stale_after_secs: u64,
+    #[arg(long, env = "HEALTH_STALE_AFTER_SECS", default_value = "30")]
+    pub health_stale_after_secs: String,
 
     /// Where ported numbers are looked up: `lookup` (Redis cache in front of
     /// PostgreSQL, per destination) or `snapshot` (held in every replica).
     #[arg(long, env = "PORTABILITY", default_value = "lookup")]
-    pub portability: Portability,
+    pub portability: String,
 
-    /// Poll interval of the table version, in milliseconds, behind the
-    /// change notifications.
-    #[arg(long, env = "RELOAD_POLL_MS", default_value_t = 500)]
-    pub reload_poll_ms: u64,
+    /// Poll interval of the table version, in milliseconds (50 to 60000),
+    /// behind the change notifications.
+    #[arg(long, env = "RELOAD_POLL_MS", default_value = "500")]
+    pub reload_poll_ms: String,
+}
+
+/// The live settings, judged.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub nats_url: String,
+    pub replicas: u32,
+    pub health_stale_after_secs: u64,
+    pub portability: Portability,
+    pub reload_poll: Duration,
 }
 
 /// Where ported numbers live.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Portability {
     Lookup,
     Snapshot,
+}
+
+impl Portability {
+    /// Reads `lookup` or `snapshot`, in any case.
+    pub fn parse(text: &str) -> Option<Portability> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "lookup" => Some(Portability::Lookup),
+            "snapshot" => Some(Portability::Snapshot),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Portability::Lookup => "lookup",
+            Portability::Snapshot => "snapshot",
+        }
+    }
 }
 
 /// A lazily connected pool: the service starts, and reports not ready,

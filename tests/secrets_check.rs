@@ -204,7 +204,7 @@ fn with_nothing_mounted_every_secret_is_named_in_one_line() {
 
 /// Each secret present but malformed: a URL that does not parse or names
 /// another database, credentials without a seed or with a broken one, a
-/// certificate that is not PEM or has expired, a key that is not PEM or does
+/// certificate that is not PEM, has expired or is not valid yet, a key that is not PEM or does
 /// not match the certificate, a CA bundle that is not PEM. Each is named,
 /// stops the process, and its text is never quoted.
 #[test]
@@ -218,6 +218,13 @@ fn each_malformed_secret_is_named_and_stops_the_process() {
         usages: &[rcgen::ExtendedKeyUsagePurpose::ServerAuth],
         valid: Some(((2020, 1, 1), (2021, 1, 1))),
         serial: 7,
+    });
+    let not_yet = ca.leaf(&LeafSpec {
+        dns: &["routing-engine"],
+        uris: &[],
+        usages: &[rcgen::ExtendedKeyUsagePurpose::ServerAuth],
+        valid: Some(((2030, 1, 1), (2031, 1, 1))),
+        serial: 9,
     });
     let cases: Vec<(&str, Spoil)> = vec![
         (
@@ -249,7 +256,8 @@ fn each_malformed_secret_is_named_and_stops_the_process() {
             "tls.crt",
             Spoil::File(format!("{SENTINEL} not a certificate")),
         ),
-        ("tls.crt", Spoil::Expired(expired.cert, expired.key)),
+        ("tls.crt", Spoil::Pair(expired.cert, expired.key)),
+        ("tls.crt", Spoil::Pair(not_yet.cert, not_yet.key)),
         ("tls.key", Spoil::File(format!("{SENTINEL} not a key"))),
         ("tls.key", Spoil::File(ca.server(8).key)),
         ("ca.crt", Spoil::File(format!("{SENTINEL} not a CA"))),
@@ -265,7 +273,7 @@ fn each_malformed_secret_is_named_and_stops_the_process() {
                 command.env(secret, value);
             }
             Spoil::File(text) => std::fs::write(dir.join(file_of(secret).unwrap()), text).unwrap(),
-            Spoil::Expired(cert, key) => {
+            Spoil::Pair(cert, key) => {
                 std::fs::write(dir.join("tls/tls.crt"), cert).unwrap();
                 std::fs::write(dir.join("tls/tls.key"), key).unwrap();
             }
@@ -275,7 +283,7 @@ fn each_malformed_secret_is_named_and_stops_the_process() {
         let (line, names) = the_one_line(&printed);
         assert_eq!(names, [secret], "{case}: {line}");
         let problem = line["problems"][0]["problem"].as_str().unwrap();
-        let expected = ["malformed", "expired", "does not match"];
+        let expected = ["malformed", "expired", "not valid yet", "does not match"];
         assert!(
             expected.iter().any(|e| problem.starts_with(e)),
             "{case}: {line}"
@@ -293,7 +301,7 @@ fn each_malformed_secret_is_named_and_stops_the_process() {
 enum Spoil {
     Env(String),
     File(String),
-    Expired(String, String),
+    Pair(String, String),
 }
 
 impl std::fmt::Debug for Spoil {
@@ -302,7 +310,7 @@ impl std::fmt::Debug for Spoil {
         f.write_str(match self {
             Spoil::Env(_) => "(environment)",
             Spoil::File(_) => "(file)",
-            Spoil::Expired(..) => "(expired certificate)",
+            Spoil::Pair(..) => "(certificate and key)",
         })
     }
 }

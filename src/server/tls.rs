@@ -55,6 +55,8 @@ pub enum TlsError {
     NoCertificate { what: &'static str },
     #[error("server certificate has expired (not after {not_after})")]
     Expired { not_after: String },
+    #[error("server certificate is not valid yet (not before {not_before})")]
+    NotYetValid { not_before: String },
     #[error("server certificate is not valid X.509")]
     Malformed,
     #[error("CA bundle has a certificate that cannot be a trust anchor: {0}")]
@@ -148,12 +150,12 @@ impl ServerTls {
 
 /// TLS 1.2 and 1.3 with ring, a client certificate required, checked against
 /// the CA bundle and the allowed callers, and HTTP/2 as the only application
-/// protocol. Refuses a key that does not match the certificate and an
-/// expired certificate.
+/// protocol. Refuses a key that does not match the certificate and a
+/// certificate outside its validity.
 fn server_config(files: &PemFiles, allowed: &AllowedClients) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs = certificates(&files.cert, "server certificate")?;
-    not_expired(&certs[0])?;
+    valid_now(&certs[0])?;
     let key = PrivateKeyDer::from_pem_slice(&files.key).map_err(|source| TlsError::Pem {
         what: "server private key",
         source,
@@ -172,16 +174,28 @@ fn server_config(files: &PemFiles, allowed: &AllowedClients) -> Result<ServerCon
     Ok(config)
 }
 
-/// A renewed certificate that has already expired is a mistake upstream:
-/// keeping the previous one is better than serving one no client accepts.
-fn not_expired(cert: &CertificateDer<'_>) -> Result<(), TlsError> {
+/// How far in the future a certificate's start may be: an issuer's clock a
+/// little ahead of this replica's must not refuse a fresh certificate.
+const NOT_BEFORE_SKEW_SECS: i64 = 300;
+
+/// A certificate that has expired, or that starts later than clock skew
+/// explains, is a mistake upstream: keeping the previous one is better than
+/// serving one no client accepts.
+fn valid_now(cert: &CertificateDer<'_>) -> Result<(), TlsError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
 
     let (_, parsed) = X509Certificate::from_der(cert).map_err(|_| TlsError::Malformed)?;
-    let not_after = parsed.validity().not_after;
-    if not_after.timestamp() < x509_parser::time::ASN1Time::now().timestamp() {
+    let now = x509_parser::time::ASN1Time::now().timestamp();
+    let validity = parsed.validity();
+
+    if validity.not_after.timestamp() < now {
         return Err(TlsError::Expired {
-            not_after: not_after.to_string(),
+            not_after: validity.not_after.to_string(),
+        });
+    }
+    if validity.not_before.timestamp() > now + NOT_BEFORE_SKEW_SECS {
+        return Err(TlsError::NotYetValid {
+            not_before: validity.not_before.to_string(),
         });
     }
     Ok(())
@@ -195,8 +209,9 @@ pub fn file_problems(files: &PemFiles) -> Vec<(&'static str, &'static str)> {
 
     match certificates(&files.cert, "server certificate") {
         Err(_) => problems.push(("tls.crt", "malformed: no PEM certificate")),
-        Ok(certs) => match not_expired(&certs[0]) {
+        Ok(certs) => match valid_now(&certs[0]) {
             Err(TlsError::Expired { .. }) => problems.push(("tls.crt", "expired")),
+            Err(TlsError::NotYetValid { .. }) => problems.push(("tls.crt", "not valid yet")),
             Err(_) => problems.push(("tls.crt", "malformed: not an X.509 certificate")),
             Ok(()) => {}
         },
