@@ -61,10 +61,15 @@ pub enum ClientError {
     Tls(#[from] TlsError),
     #[error("{}", describe_status(.0))]
     Refused(Box<Status>),
+    #[error("{0} is a plain-text address; the service accepts mutual TLS only: use https://")]
+    PlainHttp(String),
 }
 
 /// Sends the request and renders the decision as text.
 pub async fn run(args: &RouteArgs) -> Result<String, ClientError> {
+    if args.server.starts_with("http://") {
+        return Err(ClientError::PlainHttp(args.server.clone()));
+    }
     let files = PemFiles::read(&args.tls_dir, "client.crt", "client.key")?;
     let channel = client_channel(&args.server, &files).await?;
     let mut client = RoutingEngineClient::new(channel);
@@ -89,17 +94,36 @@ pub async fn run(args: &RouteArgs) -> Result<String, ClientError> {
     Ok(render(&response.into_inner()))
 }
 
-/// The gRPC code, the `ErrorInfo` reason and the message of a refusal.
+/// The gRPC code, the `ErrorInfo` reason and the message of a refusal. A
+/// status without a reason came from the gRPC or TLS layers, not from the
+/// routing rules; the most common causes are said with it.
 pub fn describe_status(status: &Status) -> String {
-    let reason = status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .unwrap_or_else(|| "-".to_owned());
-    format!(
-        "refused: code {:?}, reason {reason}: {}",
-        status.code(),
-        status.message()
-    )
+    let code = code_name(status.code());
+    let Some(info) = status.get_details_error_info() else {
+        let hint = match status.code() {
+            tonic::Code::Unknown | tonic::Code::Unavailable => {
+                "; the connection failed before an answer: if the server is up, its log \
+                 says whether it refused this client certificate (ALLOWED_CLIENT_IDS)"
+            }
+            tonic::Code::OutOfRange => "; the request is larger than the service decodes",
+            _ => "",
+        };
+        return format!("refused: {code}: {}{hint}", status.message());
+    };
+    format!("refused: {code} ({}): {}", info.reason, status.message())
+}
+
+/// The canonical name of a gRPC code, as in `INVALID_ARGUMENT`.
+fn code_name(code: tonic::Code) -> String {
+    let camel = format!("{code:?}");
+    let mut name = String::with_capacity(camel.len() + 4);
+    for (i, c) in camel.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            name.push('_');
+        }
+        name.push(c.to_ascii_uppercase());
+    }
+    name
 }
 
 fn render(decision: &SelectOperatorResponse) -> String {

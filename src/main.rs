@@ -144,7 +144,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "routing-engine stopped");
+            tracing::error!(error = causes(error.as_ref()), "routing-engine stopped");
             ExitCode::FAILURE
         }
     }
@@ -293,7 +293,7 @@ async fn route(args: RouteArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            eprintln!("{:#}", anyhow::Error::from(error));
+            eprintln!("{}", causes(&error));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -455,6 +455,22 @@ fn init_human_logs(default: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(env_filter(default))
         .init();
+}
+
+/// An error and its causes, each cause only where the text before it does
+/// not already quote it (many error types print their source themselves).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// Now, formatted as the JSON log lines format it.

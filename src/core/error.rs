@@ -17,15 +17,26 @@ pub enum RouteError {
     },
     #[error("no routing rule matches destination {destination}")]
     NoRoute { destination: String },
-    #[error("rules {rule_ids:?} match {destination} but every operator was dropped")]
+    #[error(
+        "rules {} match {destination} but every operator was dropped: {}",
+        rule_ids.join(", "),
+        dropped.join(", ")
+    )]
     NoOperatorAvailable {
         destination: String,
         rule_ids: Vec<String>,
+        /// Each operator left out and why, as `op-id (reason)`.
+        dropped: Vec<String>,
     },
-    #[error("every operator of rules {rule_ids:?} for {destination} is down")]
+    #[error(
+        "every operator of rules {} for {destination} is down: {}",
+        rule_ids.join(", "),
+        dropped.join(", ")
+    )]
     NoHealthyOperator {
         destination: String,
         rule_ids: Vec<String>,
+        dropped: Vec<String>,
     },
     #[error("every operator for {destination} is at its throughput limit")]
     AllThrottled {

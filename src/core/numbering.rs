@@ -75,7 +75,7 @@ pub fn normalise(input: &str, region: &str) -> Result<Destination, DestinationEr
         let hint = parse_region(region)?;
         PHONE_NUMBER_UTIL.parse(&cleaned, Some(hint))
     };
-    let number = parsed.map_err(|e| DestinationError::Unparsable(e.to_string()))?;
+    let number = parsed.map_err(|e| DestinationError::Unparsable(explain_parse(&e).into()))?;
 
     let e164 = number.format_as(PhoneNumberFormat::E164).to_string();
     if !number.is_valid() {
@@ -84,6 +84,19 @@ pub fn normalise(input: &str, region: &str) -> Result<Destination, DestinationEr
     let country_code =
         u16::try_from(number.country_code).map_err(|_| DestinationError::NotValid(e164.clone()))?;
     Ok(Destination { e164, country_code })
+}
+
+/// libphonenumber's parse errors, in words a caller can act on.
+fn explain_parse(error: &rlibphonenumber::ParseError) -> &'static str {
+    use rlibphonenumber::ParseError;
+
+    match error {
+        ParseError::InvalidCountryCode => "it does not start with a known country code",
+        ParseError::NotANumber(_) => "too few digits for a phone number",
+        ParseError::TooShortAfterIdd => "too few digits after the international prefix",
+        ParseError::TooShortNsn => "too few digits after the country code",
+        ParseError::TooLongNsn => "too many digits for a phone number",
+    }
 }
 
 /// Strips the scheme and formatting, leaving an optional `+` and digits.
@@ -244,6 +257,27 @@ mod tests {
         let hint = DestinationError::NeedsRegion("07400123456".into()).to_string();
         assert!(hint.contains("set destination_region"), "{hint}");
         assert_eq!(e164("0044 7400 123456", "").as_deref(), Ok("+447400123456"));
+    }
+
+    #[test]
+    fn parse_failures_say_what_is_wrong_with_the_digits() {
+        let message = |input: &str| normalise(input, "").unwrap_err().to_string();
+        assert!(
+            message("+1").contains("too few digits"),
+            "{}",
+            message("+1")
+        );
+        assert!(
+            message("00").contains("too few digits"),
+            "{}",
+            message("00")
+        );
+        let long = format!("+{}", "1".repeat(40));
+        assert!(
+            message(&long).contains("too many digits"),
+            "{}",
+            message(&long)
+        );
     }
 
     #[test]

@@ -316,15 +316,23 @@ fn check_plan(table: &RoutingTable, plan: &Plan, dest: &Destination) -> Result<(
             .iter()
             .map(|i| table.rule(*i).rule.id.clone())
             .collect();
+        let dropped = plan
+            .dropped
+            .iter()
+            .filter(|(_, why)| *why != decide::Drop::Duplicate)
+            .map(|(c, why)| format!("{} ({})", table.operator(c.operator).id, why.as_str()))
+            .collect();
         return Err(if decide::all_down(plan) {
             RouteError::NoHealthyOperator {
                 destination: destination(),
                 rule_ids,
+                dropped,
             }
         } else {
             RouteError::NoOperatorAvailable {
                 destination: destination(),
                 rule_ids,
+                dropped,
             }
         });
     }

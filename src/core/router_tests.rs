@@ -308,6 +308,14 @@ async fn exclusions_walk_down_the_fallbacks() {
     }
     let none = router.route(&req).await.unwrap_err();
     assert_eq!(none.reason(), "NO_OPERATOR_AVAILABLE");
+    // The refusal says why each operator was left out.
+    let said = none.to_string();
+    for id in &req.exclude_operator_ids {
+        assert!(
+            said.contains(&format!("{id} (excluded by caller)")),
+            "{said}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -404,6 +412,9 @@ async fn health_orders_and_drops_operators() {
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "NO_HEALTHY_OPERATOR");
+    let said = err.to_string();
+    assert!(said.contains("op-ng-mtn (down)"), "{said}");
+    assert!(said.contains("op-africa (down)"), "{said}");
 }
 
 #[test]

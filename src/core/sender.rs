@@ -25,7 +25,7 @@ pub enum SenderError {
 /// A sender with a letter is alphanumeric; otherwise it must be a short code
 /// or an E.164 number.
 pub fn classify(sender: &str) -> Result<SenderKind, SenderError> {
-    if sender.is_empty() {
+    if sender.trim().is_empty() {
         return Err(SenderError::Empty);
     }
     if sender.chars().any(char::is_alphabetic) {
@@ -78,6 +78,7 @@ mod tests {
     #[test]
     fn bad_senders_are_refused() {
         assert_eq!(classify(""), Err(SenderError::Empty));
+        assert_eq!(classify("   "), Err(SenderError::Empty));
         assert_eq!(
             classify("ACMEBANKLTD1"),
             Err(SenderError::AlphanumericTooLong(12))
