@@ -23,6 +23,7 @@ use routing_engine::source::files::DataDirs;
 use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing_subscriber::layer::SubscriberExt;
 
 fn request(destination: &str) -> RouteRequest {
     RouteRequest {
@@ -32,6 +33,42 @@ fn request(destination: &str) -> RouteRequest {
         ..RouteRequest::default()
     }
 }
+
+/// The messages the reloader logs, in order.
+#[derive(Clone, Default)]
+struct Said(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Said {
+    fn count(&self, message: &str) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| *m == message)
+            .count()
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Said {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        if event.metadata().target() == "routing_engine::core::reload" {
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            self.0.lock().unwrap().push(message.0);
+        }
+    }
+}
+
+const STORE_LOST: &str = "routing table store unreachable, serving the table in hand";
+const STORE_BACK: &str = "routing table store answers again";
 
 /// Two numbers the sample lists as ported, with their prefix networks.
 const PORTED_CACHED: &str = "+447400123456";
@@ -48,6 +85,11 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_outages_degrade_and_recover() {
+    // The replica's tasks run on the runtime's workers: the only test of
+    // this binary installs its listener for every thread.
+    let said = Said::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(said.clone()))
+        .unwrap();
     let db = TestDb::create("degraded_pg").await;
     let sample = DataDirs::sample(&repo_root());
     run_load(&db.admin_url(), &sample.carrier, &sample.routing)
@@ -158,6 +200,10 @@ async fn postgres_outages_degrade_and_recover() {
     let recovered = router.route(&request(PORTED_UNCACHED)).await.unwrap();
     assert_eq!(recovered.network_source, NetworkSource::Ported);
     assert_eq!(recovered.network.as_deref(), Some("44:Vodafone"));
+
+    // The outage spanned several polls; it was said once, and so was the return.
+    assert_eq!(said.count(STORE_LOST), 1, "{:?}", said.0.lock().unwrap());
+    assert_eq!(said.count(STORE_BACK), 1, "{:?}", said.0.lock().unwrap());
 
     watcher.abort();
     notifications.abort();

@@ -131,6 +131,9 @@ pub async fn watch(
     settings: ReloadSettings,
 ) {
     let mut refused_version = None;
+    // Said once when the store stops answering and once when it is back,
+    // not at every poll in between.
+    let mut store_answered = true;
     loop {
         tokio::select! {
             _ = changed.notified() => {}
@@ -142,11 +145,20 @@ pub async fn watch(
             Ok(v) => v,
             Err(e) => {
                 observer.store_up(false);
-                tracing::debug!(error = %e, "routing table version not read");
+                if std::mem::replace(&mut store_answered, false) {
+                    tracing::warn!(
+                        error = %e,
+                        table.version = serving.unwrap_or_default(),
+                        "routing table store unreachable, serving the table in hand"
+                    );
+                }
                 continue;
             }
         };
         observer.store_up(true);
+        if !std::mem::replace(&mut store_answered, true) {
+            tracing::info!("routing table store answers again");
+        }
         if Some(version) == serving || Some(version) == refused_version {
             continue;
         }
@@ -154,7 +166,8 @@ pub async fn watch(
         match reload_once(&router, store.as_ref(), observer.as_ref()).await {
             Ok(v) => {
                 refused_version = None;
-                tracing::info!(table.version = v, previous = ?serving, "routing table reloaded");
+                let previous = serving.unwrap_or_default();
+                tracing::info!(table.version = v, previous, "routing table reloaded");
             }
             Err(ReloadError::Invalid(e)) => {
                 refused_version = Some(version);
