@@ -259,8 +259,14 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     let tls = Arc::new(tls);
     let (stop_tx, stop_rx) = watch::channel(false);
     let servers = start_servers(&edge, tls, listeners, &stop_rx)?;
+    // Under `cargo run` the binary is not on the PATH: say it the README's way.
+    let command = if std::env::var_os("CARGO").is_some() {
+        "cargo run --"
+    } else {
+        "routing-engine"
+    };
     eprintln!(
-        "try: routing-engine route +447400123456 --account acme-bank --sender ACMEBANK \
+        "try: {command} route +447400123456 --account acme-bank --sender ACMEBANK \
          --server https://{} --tls-dir {}",
         args.grpc_addr,
         tls_dir.display()
