@@ -436,9 +436,20 @@ async fn shutdown_signal() {
 
 // === logging ===
 
+/// The filter `RUST_LOG` gives, else `default`. The NATS client logs every
+/// connection event itself, several a second while the server is away; the
+/// service says the same once, so the client's lines wait for `RUST_LOG`.
 fn env_filter(default: &str) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+    use tracing_subscriber::EnvFilter;
+
+    let fallback = || EnvFilter::new(format!("{default},async_nats=warn"));
+    match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => EnvFilter::try_new(&text).unwrap_or_else(|error| {
+            eprintln!("RUST_LOG {text:?} is not a log filter ({error}); using {default:?}");
+            fallback()
+        }),
+        _ => fallback(),
+    }
 }
 
 /// One JSON object a line on stdout, fields at the top level.

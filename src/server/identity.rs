@@ -105,6 +105,14 @@ enum SanName<'a> {
     Uri(&'a str),
 }
 
+impl<'a> SanName<'a> {
+    fn text(&self) -> &'a str {
+        match self {
+            SanName::Dns(name) | SanName::Uri(name) => name,
+        }
+    }
+}
+
 /// The chain check of `inner` (the cluster CA, validity dates), then the
 /// client-authentication purpose and the caller's name.
 #[derive(Debug)]
@@ -146,7 +154,7 @@ impl IdentityVerifier {
         }
         tracing::warn!(
             client.subject = %cert.subject(),
-            client.names = ?names,
+            client.names = %names.iter().map(SanName::text).collect::<Vec<_>>().join(","),
             allowed = %self.allowed,
             "client certificate refused: not an allowed caller"
         );
