@@ -85,6 +85,15 @@ impl Portability {
     }
 }
 
+/// One eager connection at start, to say why Redis refuses if it does: the
+/// lazy connection's callers only see their calls time out while it retries,
+/// which hides a wrong password behind "timed out".
+async fn first_redis_contact(settings: RedisSettings) {
+    if let Err(error) = RedisCache::connect(settings).await {
+        tracing::warn!(error = %error, "redis did not accept a connection at start");
+    }
+}
+
 /// A lazily connected pool: the service starts, and reports not ready,
 /// while PostgreSQL is down.
 pub fn postgres_pool(url: &Secret) -> Result<PgPool, sqlx::Error> {
@@ -112,8 +121,9 @@ pub async fn shared_cache(
     metrics: &Metrics,
 ) -> anyhow::Result<Arc<dyn Cache>> {
     let settings = RedisSettings::new(RedisUrl::new(url.expose()));
-    let redis = Arc::new(RedisCache::connect_lazy(settings).await?);
+    let redis = Arc::new(RedisCache::connect_lazy(settings.clone()).await?);
     tracing::info!(redis.addr = %redis.addr(), "shared limits and portability cache in Redis");
+    tokio::spawn(first_redis_contact(settings));
 
     let resilient = Arc::new(ResilientCache::new(
         redis.clone(),
