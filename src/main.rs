@@ -39,6 +39,9 @@ struct Cli {
 enum Command {
     /// Run the service: check secrets, load the table from PostgreSQL, serve
     /// mutual-TLS gRPC and the management HTTP endpoints.
+    #[command(after_help = "Secrets, from the environment only (never flags): \
+        DATABASE_URL (the read-only role), REDIS_URL (password in the URL). \
+        Files: nkey.creds at NATS_CREDS_FILE; tls.crt, tls.key and ca.crt in TLS_DIR.")]
     Serve(ServeArgs),
     /// Run the service for development: throwaway certificates, table from
     /// files, no secrets. Never in production.
@@ -273,6 +276,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     );
 
     shutdown_signal().await;
+    tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     servers.await?;
     Ok(ExitCode::SUCCESS)

@@ -46,7 +46,7 @@ pub enum TlsError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{what} is not valid PEM: {source}")]
+    #[error("{what} is not valid PEM: {}", pem_problem(source))]
     Pem {
         what: &'static str,
         source: rustls::pki_types::pem::Error,
@@ -148,6 +148,21 @@ impl ServerTls {
     }
 }
 
+/// What is wrong with a PEM file, without the bytes the parser quotes: a
+/// line of a key file is not something to log.
+fn pem_problem(error: &rustls::pki_types::pem::Error) -> &'static str {
+    use rustls::pki_types::pem::Error;
+
+    match error {
+        Error::MissingSectionEnd { .. } => "a section has no END line (cut short?)",
+        Error::IllegalSectionStart { .. } => "a BEGIN line is malformed",
+        Error::Base64Decode(_) => "a section's body is not base64",
+        Error::NoItemsFound => "no PEM section of the expected kind",
+        Error::SectionTooLarge => "a section is too large",
+        _ => "it could not be read",
+    }
+}
+
 /// TLS 1.2 and 1.3 with ring, a client certificate required, checked against
 /// the CA bundle and the allowed callers, and HTTP/2 as the only application
 /// protocol. Refuses a key that does not match the certificate and a
@@ -217,7 +232,8 @@ pub fn file_problems(files: &PemFiles) -> Vec<(&'static str, &'static str)> {
         },
     }
     if PrivateKeyDer::from_pem_slice(&files.key).is_err() {
-        problems.push(("tls.key", "malformed: no PEM private key"));
+        let problem = "malformed: no unencrypted PEM private key (PKCS#8, PKCS#1 or SEC1)";
+        problems.push(("tls.key", problem));
     }
     if root_store(&files.ca).is_err() {
         let problem = "malformed: no PEM CA certificate usable as a trust anchor";
