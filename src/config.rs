@@ -249,7 +249,7 @@ impl ServeConfig {
             grpc.allowed_clients = %self.allowed_clients,
             tls.reload_poll_ms = self.tls_reload_poll.as_millis() as u64,
             store.retry_max_secs = self.store_retry_max.as_secs(),
-            nats.url = %self.live.nats_url,
+            nats.url = %crate::adapters::nats::without_credentials(&self.live.nats_url),
             replicas = self.live.replicas,
             health.stale_after_secs = self.live.health_stale_after_secs,
             portability = self.live.portability.name(),
@@ -355,12 +355,20 @@ fn live(
 
 /// One or more NATS server addresses, comma-separated.
 fn nats_urls(text: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    if text.trim().is_empty() {
+        problems.push(setting_problem(
+            "NATS_URL",
+            "is empty: give nats://host:port".into(),
+        ));
+        return None;
+    }
     let bad = text
         .split(',')
         .find(|url| url.trim().parse::<async_nats::ServerAddr>().is_err());
     match bad {
         Some(url) => {
-            let problem = format!("{url:?} is not a NATS server address (nats://host:port)");
+            let shown = crate::adapters::nats::without_credentials(url);
+            let problem = format!("{shown:?} is not a NATS server address (nats://host:port)");
             problems.push(setting_problem("NATS_URL", problem));
             None
         }

@@ -205,6 +205,22 @@ pub async fn authenticated_options(
     }
 }
 
+/// NATS server addresses for logs and messages: any `user:password@` (or
+/// token) before the host is replaced, in each comma-separated address.
+pub fn without_credentials(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            match rest.rsplit_once('@') {
+                Some((_, host)) if scheme.is_empty() => format!("***@{host}"),
+                Some((_, host)) => format!("{scheme}://***@{host}"),
+                None => url.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// How the service reaches the health stream.
 #[derive(Clone, Debug)]
 pub struct NatsBusSettings {
@@ -261,7 +277,7 @@ impl NatsHealthBus {
     pub async fn connect(settings: &NatsBusSettings) -> Result<NatsHealthBus, NatsBusError> {
         let creds_path = settings.creds.as_deref().map(Path::display);
         tracing::info!(
-            nats.url = %settings.url,
+            nats.url = %without_credentials(&settings.url),
             nats.creds = creds_path.map(tracing::field::display),
             stream = %settings.subjects.stream,
             "connecting to the health bus"
@@ -281,7 +297,7 @@ impl NatsHealthBus {
             .connect(settings.url.as_str())
             .await
             .map_err(|source| NatsBusError::Connect {
-                url: settings.url.clone(),
+                url: without_credentials(&settings.url),
                 source,
             })?;
 
@@ -456,6 +472,13 @@ impl HealthBus for NatsHealthBus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_nats_urls_are_not_shown() {
+        let shown = without_credentials("nats://user:pw-7f@a:4222, tls://tok-9@b:4222,nats://c");
+        assert_eq!(shown, "nats://***@a:4222, tls://***@b:4222,nats://c");
+        assert!(!shown.contains("pw-7f") && !shown.contains("tok-9"));
+    }
 
     fn secret(text: &str) -> Secret {
         Secret(text.into())
