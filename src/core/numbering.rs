@@ -47,6 +47,11 @@ pub enum DestinationError {
          the region it is written in, or write it internationally with + and country code"
     )]
     NeedsRegion(String),
+    #[error(
+        "destination is a local tel: URI; write it as a global one (tel:+<country code>…) \
+         or as a number with destination_region"
+    )]
+    LocalTelUri,
     #[error("destination could not be read as a phone number: {0}")]
     Unparsable(String),
     #[error("destination {0} is not a valid number by libphonenumber's metadata")]
@@ -107,8 +112,13 @@ fn clean(input: &str) -> Result<String, DestinationError> {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case("tel:"))
     {
         text = &text[4..];
-        // RFC 3966 parameters (`;phone-context=…`) follow the number.
+        // RFC 3966 parameters follow the number. A local number depends on
+        // its `phone-context`, which is not read here: refused rather than
+        // read as international digits it is not.
         text = text.split(';').next().unwrap_or_default();
+        if !text.trim_start().starts_with('+') {
+            return Err(DestinationError::LocalTelUri);
+        }
     }
 
     let mut out = String::with_capacity(text.len());
@@ -257,6 +267,18 @@ mod tests {
         let hint = DestinationError::NeedsRegion("07400123456".into()).to_string();
         assert!(hint.contains("set destination_region"), "{hint}");
         assert_eq!(e164("0044 7400 123456", "").as_deref(), Ok("+447400123456"));
+    }
+
+    #[test]
+    fn local_tel_uris_are_refused_not_misread() {
+        assert_eq!(
+            e164("tel:15123456789;phone-context=+49", ""),
+            Err(DestinationError::LocalTelUri)
+        );
+        assert_eq!(
+            e164("tel:+447400123456;ext=5", "").as_deref(),
+            Ok("+447400123456")
+        );
     }
 
     #[test]
